@@ -1,0 +1,130 @@
+"""The ``dosewatch`` command. Heavy modules are imported inside each command so that
+``dosewatch --help`` starts fast."""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="dosewatch",
+    help="Start dangerous cancer drugs safely: grade labs, detect TLS, tumor flare and cytopenias, cite the rule.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Criteria(str, Enum):
+    ctcae_5 = "ctcae-5.0"
+    ctcae_4 = "ctcae-4.03"
+    iwcll = "iwcll-2018"
+
+
+class Reading(str, Enum):
+    auto = "auto"
+    literal = "literal"
+    admiral = "admiral"
+
+
+class OutputFormat(str, Enum):
+    json = "json"
+    table = "table"
+
+
+class TlsCriteria(str, Enum):
+    cairo_bishop = "cairo-bishop-2004"
+    howard = "howard-2011"
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def grade(
+    input: Annotated[Path, typer.Argument(help="ADLB-style CSV: USUBJID, PARAMCD or LBTESTCD, AVAL, AVALU, ANRLO, ANRHI, BASE, ADT or ADY")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the graded CSV")],
+    criteria: Annotated[Criteria, typer.Option(help="Grading criteria")] = Criteria.ctcae_5,
+    reading: Annotated[
+        Reading,
+        typer.Option(
+            help="literal: grade from the numbers, in the unit reported; admiral: pharmaverse admiral's "
+            "worst-case reading and unit check; auto: admiral when the file carries ATOXDSCL/ATOXDSCH, else literal"
+        ),
+    ] = Reading.auto,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid rows and grade the rest")] = False,
+) -> None:
+    """Add ATOXGRL / ATOXGRH (grade in the low and high direction) to an ADLB file."""
+    from .errors import InputError
+    from .io.adlb import grade_file
+
+    try:
+        report = grade_file(input, output, criteria=criteria.value, reading=reading.value, skip_invalid=skip_invalid)
+    except (InputError, OSError, ValueError) as exc:
+        _fail(exc)
+    for problem in report.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    typer.echo(f"graded {report.rows} rows with {criteria.value} -> {output}", err=True)
+
+
+@app.command()
+def check(
+    input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets (CSV or XPT)")],
+    study_drug: Annotated[str, typer.Option(help="Study drug: its first dose is study day 1")] = "lenalidomide",
+    format: Annotated[OutputFormat, typer.Option("--format", help="json or table")] = OutputFormat.table,
+    tls: Annotated[TlsCriteria, typer.Option(help="Tumor lysis syndrome definition")] = TlsCriteria.cairo_bishop,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and check the rest")] = False,
+) -> None:
+    """Grade and detect toxicities in patients' records; print the events with their evidence."""
+    from .check import check_path, print_table
+    from .errors import InputError
+
+    try:
+        result = check_path(input, study_drug=study_drug, tls_criteria=tls.value, skip_invalid=skip_invalid)
+    except (InputError, OSError, ValueError) as exc:
+        _fail(exc)
+    for problem in result.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    if format is OutputFormat.json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        print_table(result)
+
+
+@app.command()
+def validate(
+    input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets")],
+) -> None:
+    """List every problem in the input, with file, row or resource, and field. Exit 1 if any."""
+    from .io import read_any
+
+    problems = read_any(input, collect=True).problems
+    for p in problems:
+        typer.echo(str(p))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {input}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{input}: no problems found")
+
+
+@app.command()
+def demo(
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the demo's outputs")] = None,
+) -> None:
+    """Run the seed abstract's patients through dosewatch and show what it flags, day by day."""
+    from .demo import run_demo
+
+    run_demo(out)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The one canonical record shape: every reader produces it, every evaluation reads it.
+
+A ``Cohort`` holds one or many patients as four polars tables with fixed schemas. Values are in
+the analyte's canonical unit (``analytes.yaml``); the value and unit as written are kept beside
+them (``orig_value``, ``orig_unit``) so that nothing the source said is lost and writers can give
+it back. Times are the wall-clock time written in the source (a UTC offset, when given, is kept in
+``tz_offset_min`` and not applied), so that "the same calendar day" means the day the clinic saw.
+Date-only sources get ``time_known = False`` and midnight.
+
+A single patient's record is a ``Cohort`` of one (``cohort.patient(id)``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import polars as pl
+
+PATIENTS_SCHEMA = {
+    "patient_id": pl.String,
+    "sex": pl.String,  # "M" | "F" | "U"
+    "birth_date": pl.Date,
+    "deceased_date": pl.Date,
+    "source": pl.String,  # where it was read: "bundle.json Patient/p1", "DM.csv row 3"
+}
+
+OBSERVATIONS_SCHEMA = {
+    "patient_id": pl.String,
+    "obs_id": pl.String,  # resource id or SDTM sequence, unique within the cohort
+    "code": pl.String,  # analyte code (analytes.yaml): K, CREAT, TEMP, LNDIAM, ...
+    "time": pl.Datetime("us"),
+    "date": pl.Date,
+    "time_known": pl.Boolean,
+    "value": pl.Float64,  # in the analyte's canonical unit
+    "unit": pl.String,  # canonical unit (UCUM)
+    "orig_value": pl.Float64,  # as written in the source
+    "orig_unit": pl.String,  # as written in the source
+    "ref_low": pl.Float64,  # reference range, canonical unit
+    "ref_high": pl.Float64,
+    "site": pl.String,  # body site for sited findings (lymph-node region); else null
+    "tz_offset_min": pl.Int32,
+    "source": pl.String,
+}
+
+DOSES_SCHEMA = {
+    "patient_id": pl.String,
+    "dose_id": pl.String,
+    "drug": pl.String,  # lower-case generic name: lenalidomide, dexamethasone, prednisone, ...
+    "rxnorm": pl.String,
+    "time": pl.Datetime("us"),
+    "date": pl.Date,
+    "time_known": pl.Boolean,
+    "dose": pl.Float64,  # amount per administration
+    "dose_unit": pl.String,
+    "route": pl.String,
+    "status": pl.String,  # FHIR MedicationAdministration.status: completed, not-done, ...
+    "source": pl.String,
+}
+
+EVENTS_SCHEMA = {
+    "patient_id": pl.String,
+    "event_id": pl.String,
+    "code": pl.String,  # event code (analytes.yaml events): SEPSIS, ARRHYTHMIA, DEATH, ...
+    "term": pl.String,  # as written in the source
+    "time": pl.Datetime("us"),
+    "date": pl.Date,
+    "time_known": pl.Boolean,
+    "end_date": pl.Date,
+    "grade": pl.Int32,  # grade given in the source, if any
+    "source": pl.String,
+}
+
+
+def empty(schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    """Build a table with the canonical schema from row dicts (missing keys become null)."""
+    if not rows:
+        return empty(schema)
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Patients, observations, doses and clinical events in the canonical shape."""
+
+    patients: pl.DataFrame = field(default_factory=lambda: empty(PATIENTS_SCHEMA))
+    observations: pl.DataFrame = field(default_factory=lambda: empty(OBSERVATIONS_SCHEMA))
+    doses: pl.DataFrame = field(default_factory=lambda: empty(DOSES_SCHEMA))
+    events: pl.DataFrame = field(default_factory=lambda: empty(EVENTS_SCHEMA))
+
+    def __post_init__(self) -> None:
+        for name, schema in (
+            ("patients", PATIENTS_SCHEMA),
+            ("observations", OBSERVATIONS_SCHEMA),
+            ("doses", DOSES_SCHEMA),
+            ("events", EVENTS_SCHEMA),
+        ):
+            table: pl.DataFrame = getattr(self, name)
+            if dict(table.schema) != schema:
+                object.__setattr__(self, name, table.select([pl.col(c).cast(t) for c, t in schema.items()]))
+
+    @property
+    def patient_ids(self) -> list[str]:
+        return self.patients["patient_id"].to_list()
+
+    def patient(self, patient_id: str) -> "Cohort":
+        """The record of one patient."""
+        if patient_id not in self.patient_ids:
+            raise KeyError(f"no patient {patient_id!r}")
+        keep = pl.col("patient_id") == patient_id
+        return Cohort(
+            self.patients.filter(keep),
+            self.observations.filter(keep),
+            self.doses.filter(keep),
+            self.events.filter(keep),
+        )
+
+    def first_dose_dates(self, drug: str) -> dict[str, dt.date]:
+        """Day 1 per patient: the date of the first administered dose of ``drug``."""
+        given = self.doses.filter((pl.col("drug") == drug.lower()) & (pl.col("status") == "completed"))
+        first = given.group_by("patient_id").agg(pl.col("date").min())
+        return dict(zip(first["patient_id"].to_list(), first["date"].to_list(), strict=True))
+
+    @staticmethod
+    def concat(parts: list["Cohort"]) -> "Cohort":
+        return Cohort(
+            pl.concat([p.patients for p in parts]),
+            pl.concat([p.observations for p in parts]),
+            pl.concat([p.doses for p in parts]),
+            pl.concat([p.events for p in parts]),
+        )
+
+
+def study_day(date: dt.date, day1: dt.date) -> int:
+    """CDISC study day: day 1 is the first dose, the day before is -1, there is no day 0."""
+    delta = (date - day1).days
+    return delta + 1 if delta >= 0 else delta
+
+
+def study_day_expr(date_col: str, day1_col: str) -> pl.Expr:
+    """Study day as a polars expression over two date columns (no day 0)."""
+    delta = (pl.col(date_col) - pl.col(day1_col)).dt.total_days()
+    return pl.when(delta >= 0).then(delta + 1).otherwise(delta).cast(pl.Int32)
