@@ -1,0 +1,239 @@
+"""`dosewatch check`: read records, grade labs, detect syndromes, report events with their evidence.
+
+The pipeline is the same for one patient or ten thousand: every step works on the cohort's whole
+observation table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .analytes import catalog
+from .errors import Problem
+from .events import Event, Evidence
+from .io import read_any
+from .record import Cohort
+
+
+@dataclass
+class CheckSettings:
+    study_drug: str = "lenalidomide"
+    ctcae: str = "ctcae-5.0"  # CTCAE version for lab terms
+    cytopenias: str = "ctcae-5.0"  # or iwcll-2018: how ANC, platelets and Hb are graded
+    tls_criteria: str = "cairo-bishop-2004"  # or howard-2011
+    tls_anchors: dict[str, list[dt.date]] | None = None  # per patient; default: day 1 only
+    # iwCLL 2018: "lymphocytosis is not a toxicity" in CLL, so these CTCAE terms are not reported.
+    skip_terms: tuple[str, ...] = ("Lymphocyte count increased", "Leukocytosis")
+
+
+@dataclass
+class PatientResult:
+    patient_id: str
+    day1: dt.date | None
+    events: list[Event] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "patient_id": self.patient_id,
+            "day1": self.day1.isoformat() if self.day1 else None,
+            "events": [e.as_dict(self.day1) for e in self.events],
+        }
+
+
+@dataclass
+class CheckResult:
+    patients: list[PatientResult]
+    problems: list[Problem] = field(default_factory=list)
+    settings: CheckSettings = field(default_factory=CheckSettings)
+
+    def to_json(self) -> str:
+        return json.dumps([p.as_dict() for p in self.patients], indent=2)
+
+
+HEMATOLOGY = ("NEUT", "PLAT", "HGB")
+
+
+def baseline_values(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame:
+    """Per patient and code: the last value on or before day 1 (the pretreatment value), canonical unit."""
+    d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
+    return (
+        obs.join(d1, on="patient_id", how="inner")
+        .filter(pl.col("date") <= pl.col("day1"))
+        .sort("time")
+        .group_by("patient_id", "code", "site")
+        .agg(pl.col("value").last().alias("base"), pl.col("obs_id").last().alias("base_id"))
+    )
+
+
+def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> pl.DataFrame:
+    """Grade every lab observation with CTCAE (and iwCLL for cytopenias when chosen).
+
+    Grading happens in the unit the value was reported in (criteria.md decision 2), so values,
+    reference ranges and baselines are handed to the grader in the reported unit.
+    """
+    from .criteria.ctcae import grade_frame
+
+    cat = catalog()
+    labs = obs.filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
+    if labs.is_empty():
+        return labs.with_columns(pl.lit(None, pl.Int8).alias("grade"), pl.lit(None, pl.String).alias("term"),
+                                 pl.lit(None, pl.String).alias("criteria"))
+    labs = labs.join(baseline_values(labs, day1).drop("site"), on=["patient_id", "code"], how="left")
+    # Canonical -> reported unit for the range and the baseline, one factor per (code, unit).
+    pairs = labs.select("code", "orig_unit").unique().rows()
+    back = pl.DataFrame(
+        [(c, u, *_inverse(cat[c].conversion(u))) for c, u in pairs],
+        schema={"code": pl.String, "orig_unit": pl.String, "k": pl.Float64, "b": pl.Float64},
+        orient="row",
+    )
+    labs = labs.join(back, on=["code", "orig_unit"], how="left")
+    frame = labs.select(
+        "patient_id", "obs_id", "date", "time",
+        pl.col("code"),
+        pl.col("orig_value").alias("value"),
+        pl.col("orig_unit").alias("unit"),
+        (pl.col("ref_low") * pl.col("k") + pl.col("b")).alias("ref_low"),
+        (pl.col("ref_high") * pl.col("k") + pl.col("b")).alias("ref_high"),
+        (pl.col("base") * pl.col("k") + pl.col("b")).alias("base"),
+    )
+    parts = []
+    ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
+    graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
+    for direction in ("low", "high"):
+        parts.append(
+            graded.select("patient_id", "obs_id", "date", "code", "value", "unit",
+                          pl.col(f"grade_{direction}").alias("grade"), pl.col(f"term_{direction}").alias("term"))
+            .with_columns(pl.lit(settings.ctcae).alias("criteria"))
+        )
+    if settings.cytopenias == "iwcll-2018":
+        from .criteria.iwcll import grade_iwcll
+
+        heme = grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY)))
+        parts.append(
+            heme.select("patient_id", "obs_id", "date", "code", "value", "unit",
+                        pl.col("grade_low").alias("grade"), pl.col("term_low").alias("term"))
+            .with_columns(pl.lit("iwcll-2018").alias("criteria"))
+        )
+    return pl.concat(parts).filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
+
+
+def _inverse(conv: tuple[float, float]) -> tuple[float, float]:
+    scale, offset = conv
+    return 1.0 / scale, -offset / scale
+
+
+def lab_events(grades: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> list[Event]:
+    """One event each time a patient's grade for a term first reaches a new maximum after day 1
+    (above the pretreatment grade), so that an alert can fire on the first day the data show it."""
+    d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
+    g = (
+        grades.filter(pl.col("grade").is_not_null() & ~pl.col("term").is_in(list(settings.skip_terms)))
+        .join(d1, on="patient_id", how="left")
+        .sort("patient_id", "criteria", "term", "date", "obs_id")
+    )
+    keys = ["patient_id", "criteria", "term"]
+    pre = g.filter(pl.col("day1").is_not_null() & (pl.col("date") <= pl.col("day1")))
+    base_grade = pre.group_by(keys).agg(pl.col("grade").max().alias("base_grade"))
+    post = (
+        g.filter(pl.col("day1").is_null() | (pl.col("date") > pl.col("day1")))
+        .join(base_grade, on=keys, how="left")
+        .with_columns(pl.col("base_grade").fill_null(0))
+        .with_columns(pl.col("grade").cum_max().shift(1).over(keys).alias("prev_max"))
+        .filter(
+            (pl.col("grade") > pl.col("base_grade"))
+            & (pl.col("prev_max").is_null() | (pl.col("grade") > pl.col("prev_max")))
+            & (pl.col("grade") > 0)
+        )
+    )
+    events = []
+    for row in post.iter_rows(named=True):
+        events.append(
+            Event(
+                patient_id=row["patient_id"],
+                term=row["term"],
+                criteria=row["criteria"],
+                grade=int(row["grade"]),
+                onset=row["date"],
+                evidence=(Evidence(row["obs_id"], row["code"], row["value"], row["unit"], row["date"]),),
+                detail={"baseline_grade": int(row["base_grade"])} if row["base_grade"] else {},
+            )
+        )
+    return events
+
+
+def reported_events(cohort: Cohort) -> list[Event]:
+    """Clinical events as the record reports them (sepsis, dialysis, death, ...)."""
+    cat = catalog()
+    out = []
+    for row in cohort.events.iter_rows(named=True):
+        kind = cat.events.get(row["code"])
+        out.append(
+            Event(
+                patient_id=row["patient_id"],
+                term=kind.term if kind else (row["term"] or row["code"]),
+                criteria="reported",
+                grade=row["grade"],
+                onset=row["date"],
+                evidence=(Evidence(row["event_id"], row["code"], None, None, row["date"], row["term"]),),
+            )
+        )
+    return out
+
+
+def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[PatientResult]:
+    """Every event dosewatch detects in these records, per patient, in onset order."""
+    from .criteria.calcium import with_corrected_calcium
+    from .criteria.flare import detect_tumor_flare
+    from .criteria.neutropenia import detect_febrile_neutropenia
+    from .criteria.renal import detect_aki
+    from .criteria.tls import detect_tls
+
+    settings = settings or CheckSettings()
+    day1 = cohort.first_dose_dates(settings.study_drug)
+    obs = with_corrected_calcium(cohort.observations)
+    enriched = Cohort(cohort.patients, obs, cohort.doses, cohort.events)
+    events: list[Event] = []
+    events += lab_events(lab_grades(obs, day1, settings), day1, settings)
+    events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors)
+    events += detect_aki(enriched, day1)
+    events += detect_febrile_neutropenia(enriched, day1)
+    events += detect_tumor_flare(enriched, day1)
+    events += reported_events(enriched)
+    by_patient: dict[str, list[Event]] = {pid: [] for pid in cohort.patient_ids}
+    for e in events:
+        by_patient.setdefault(e.patient_id, []).append(e)
+    return [
+        PatientResult(pid, day1.get(pid), sorted(evs, key=lambda e: (e.onset, e.criteria, e.term, e.grade or 0)))
+        for pid, evs in by_patient.items()
+    ]
+
+
+def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
+               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False) -> CheckResult:
+    read = read_any(path, skip_invalid=skip_invalid)
+    settings = CheckSettings(study_drug=study_drug.lower(), tls_criteria=tls_criteria, cytopenias=cytopenias)
+    return CheckResult(check_cohort(read.cohort, settings), read.problems, settings)
+
+
+def print_table(result: CheckResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for p in result.patients:
+        table = Table(title=f"{p.patient_id}  (day 1 = {p.day1 or 'no dose of the study drug'})", title_justify="left")
+        for col in ("day", "onset", "term", "grade", "criteria", "evidence"):
+            table.add_column(col, overflow="fold")
+        for e in p.events:
+            d = e.as_dict(p.day1)
+            ev = "; ".join(
+                f"{x['code']} {x['value']:g} {x['unit']}" if x.get("value") is not None else f"{x['code']}"
+                for x in d["evidence"][:4]
+            )
+            table.add_row(str(d["study_day"] if d["study_day"] is not None else ""), d["onset"], e.term,
+                          "" if e.grade is None else str(e.grade), e.criteria, ev)
+        console.print(table)
