@@ -69,19 +69,21 @@ def baseline_values(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame
     )
 
 
-def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> pl.DataFrame:
-    """Grade every lab observation with CTCAE (and iwCLL for cytopenias when chosen).
+def graded_labs(obs: pl.DataFrame, day1: dict[str, dt.date], criteria: str = "ctcae-5.0") -> pl.DataFrame:
+    """Grade every lab observation in both directions (grade_low/high, term_low/high, reason_low/high).
 
     Grading happens in the unit the value was reported in (criteria.md decision 2), so values,
     reference ranges and baselines are handed to the grader in the reported unit.
     """
     from .criteria.ctcae import grade_frame
 
+    return grade_frame(reported_unit_frame(obs, day1), criteria=criteria)
+
+
+def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame:
+    """Lab rows with value, range and pretreatment baseline in the unit the value was reported in."""
     cat = catalog()
     labs = obs.filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
-    if labs.is_empty():
-        return labs.with_columns(pl.lit(None, pl.Int8).alias("grade"), pl.lit(None, pl.String).alias("term"),
-                                 pl.lit(None, pl.String).alias("criteria"))
     labs = labs.join(baseline_values(labs, day1).drop("site"), on=["patient_id", "code"], how="left")
     # Canonical -> reported unit for the range and the baseline, one factor per (code, unit).
     pairs = labs.select("code", "orig_unit").unique().rows()
@@ -90,35 +92,39 @@ def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSetti
         schema={"code": pl.String, "orig_unit": pl.String, "k": pl.Float64, "b": pl.Float64},
         orient="row",
     )
-    labs = labs.join(back, on=["code", "orig_unit"], how="left")
-    frame = labs.select(
-        "patient_id", "obs_id", "date", "time",
-        pl.col("code"),
+    return labs.join(back, on=["code", "orig_unit"], how="left").select(
+        "patient_id", "obs_id", "date", "time", "code",
         pl.col("orig_value").alias("value"),
         pl.col("orig_unit").alias("unit"),
         (pl.col("ref_low") * pl.col("k") + pl.col("b")).alias("ref_low"),
         (pl.col("ref_high") * pl.col("k") + pl.col("b")).alias("ref_high"),
         (pl.col("base") * pl.col("k") + pl.col("b")).alias("base"),
     )
-    parts = []
+
+
+def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> pl.DataFrame:
+    """Long table of (observation, term, grade, criteria): CTCAE for every lab, iwCLL for cytopenias
+    when the settings choose it."""
+    from .criteria.ctcae import grade_frame
+
+    frame = reported_unit_frame(obs, day1)
+    cols = ["patient_id", "obs_id", "date", "code", "value", "unit"]
     ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
     graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
-    for direction in ("low", "high"):
-        parts.append(
-            graded.select("patient_id", "obs_id", "date", "code", "value", "unit",
-                          pl.col(f"grade_{direction}").alias("grade"), pl.col(f"term_{direction}").alias("term"))
-            .with_columns(pl.lit(settings.ctcae).alias("criteria"))
-        )
+    parts = [
+        graded.select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").alias("term"))
+        .with_columns(pl.lit(settings.ctcae).alias("criteria"))
+        for d in ("low", "high")
+    ]
     if settings.cytopenias == "iwcll-2018":
         from .criteria.iwcll import grade_iwcll
 
         heme = grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY)))
         parts.append(
-            heme.select("patient_id", "obs_id", "date", "code", "value", "unit",
-                        pl.col("grade_low").alias("grade"), pl.col("term_low").alias("term"))
+            heme.select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").alias("term"))
             .with_columns(pl.lit("iwcll-2018").alias("criteria"))
         )
-    return pl.concat(parts).filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
+    return pl.concat(parts, how="vertical_relaxed").filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
 
 
 def _inverse(conv: tuple[float, float]) -> tuple[float, float]:

@@ -96,6 +96,39 @@ def check(
         print_table(result)
 
 
+class ExportFormat(str, Enum):
+    fhir = "fhir"
+    sdtm = "sdtm"
+    adlb = "adlb"
+    ae = "ae"
+    fhir_ae = "fhir-ae"
+
+
+@app.command()
+def export(
+    input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets")],
+    to: Annotated[ExportFormat, typer.Option("--to", help="fhir: Bundle; sdtm: folder of datasets; adlb: graded "
+                                             "ADaM ADLB; ae: SDTM AE of detected events; fhir-ae: AdverseEvent Bundle")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File (or folder for sdtm) to write")],
+    study_drug: Annotated[str, typer.Option(help="Study drug: its first dose is study day 1")] = "lenalidomide",
+    criteria: Annotated[Criteria, typer.Option(help="Grading criteria for adlb")] = Criteria.ctcae_5,
+    tls: Annotated[TlsCriteria, typer.Option(help="Tumor lysis syndrome definition for ae / fhir-ae")] = TlsCriteria.cairo_bishop,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and export the rest")] = False,
+) -> None:
+    """Write records as FHIR or SDTM, labs as graded ADLB, or detected events as SDTM AE / FHIR AdverseEvent."""
+    from .errors import InputError
+    from .export import export_path
+
+    try:
+        problems = export_path(input, to.value, output, study_drug=study_drug.lower(), criteria=criteria.value,
+                               tls_criteria=tls.value, skip_invalid=skip_invalid)
+    except (InputError, OSError, ValueError) as exc:
+        _fail(exc)
+    for problem in problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    typer.echo(f"wrote {output}", err=True)
+
+
 @app.command()
 def validate(
     input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets")],
@@ -120,6 +153,58 @@ def demo(
     from .demo import run_demo
 
     run_demo(out)
+
+
+protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
+app.add_typer(protocol_app, name="protocol")
+
+
+@protocol_app.command("show")
+def protocol_show(
+    protocol: Annotated[str, typer.Argument(help="A built-in protocol id or a protocol YAML file")],
+    cycles: Annotated[int, typer.Option(help="How many cycles to print")] = 2,
+    start: Annotated[Optional[str], typer.Option(help="Day 1 as YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Print a protocol's calendar for the first cycles: study drug, prophylaxis, assessments per day."""
+    import datetime as dt
+
+    from .errors import InputError
+    from .protocols import load_protocol
+    from .protocols.show import print_calendar
+
+    try:
+        proto = load_protocol(protocol)
+        day1 = dt.date.fromisoformat(start) if start else dt.date.today()
+    except (InputError, ValueError) as exc:
+        _fail(exc)
+    print_calendar(proto, day1, cycles)
+
+
+@protocol_app.command("validate")
+def protocol_validate(
+    file: Annotated[Path, typer.Argument(help="A protocol YAML file")],
+) -> None:
+    """Check a protocol file; every problem names its field. Exit 1 if any."""
+    from .errors import InputError
+    from .protocols import load_protocol
+
+    try:
+        proto = load_protocol(file)
+    except InputError as exc:
+        for p in exc.problems:
+            typer.echo(str(p))
+        raise typer.Exit(code=1)
+    typer.echo(f"{file}: valid protocol {proto.id} version {proto.version}")
+
+
+@protocol_app.command("schema")
+def protocol_schema() -> None:
+    """Print the protocol file's JSON schema."""
+    import json
+
+    from .protocols import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
 
 
 def main() -> None:

@@ -1,0 +1,142 @@
+"""Schedule expansion: from a protocol and day 1, the plan for every calendar day.
+
+The plan is what the protocol asks for: the study drug's dose (ramp-up, cycles, days off,
+intra-patient escalation), each prophylaxis drug's dose, and the required assessments. Dose
+changes decided along the way (hold, resume at a level, reduce, escalate, discontinue) are
+applied in study-day order and change the plan from the day they take effect.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..record import study_day
+from .model import Protocol
+
+
+@dataclass(frozen=True)
+class DoseChange:
+    """A change to the study drug's plan, effective from ``study_day`` (inclusive).
+
+    kind: hold (no dose until a resume), resume (at ``level``), set-level (reduce or escalate to
+    ``level``), discontinue (no dose from then on).
+    """
+
+    study_day: int
+    kind: str
+    level: int | None = None
+    rule: str | None = None
+
+
+PLAN_SCHEMA = {
+    "date": pl.Date, "study_day": pl.Int32, "cycle": pl.Int32, "cycle_day": pl.Int32, "drug": pl.String,
+    "role": pl.String, "dose": pl.Float64, "unit": pl.String, "level": pl.Int32, "state": pl.String,
+    "ramp_step": pl.Int32, "source": pl.String,
+}
+ASSESS_SCHEMA = {
+    "date": pl.Date, "study_day": pl.Int32, "cycle": pl.Int32, "cycle_day": pl.Int32, "assessment": pl.String,
+    "code": pl.String, "times": pl.String, "source": pl.String,
+}
+
+
+def cycle_of(day: int, cycle_days: int) -> tuple[int, int]:
+    """(cycle, day within cycle) for a study day >= 1; days before day 1 are cycle 0 with negative days."""
+    if day < 1:
+        return 0, day
+    return (day - 1) // cycle_days + 1, (day - 1) % cycle_days + 1
+
+
+def date_of(day1: dt.date, day: int) -> dt.date:
+    return day1 + dt.timedelta(days=day - 1 if day >= 1 else day)
+
+
+def study_drug_plan(protocol: Protocol, day1: dt.date, n_days: int, changes: list[DoseChange] = (),
+                    escalate: bool = True) -> pl.DataFrame:
+    """The study drug's planned dose per study day 1..n_days (state: on, off-day, held, ramp-up,
+    discontinued). ``escalate=False`` plans no intra-patient escalation (the monitor passes the
+    escalations it actually allows as changes)."""
+    sd = protocol.study_drug
+    ramp_days = [(i + 1, step.dose) for i, step in enumerate(sd.ramp_up) for _ in range(step.days)]
+    ramp_start = sd.ramp_up_start_day
+    level = sd.start_level
+    held = stopped = False
+    pending = sorted(changes, key=lambda c: c.study_day)
+    rows = []
+    for day in range(1, n_days + 1):
+        while pending and pending[0].study_day <= day:
+            change = pending.pop(0)
+            if change.kind == "hold":
+                held = True
+            elif change.kind == "resume":
+                held = False
+                level = change.level if change.level is not None else level
+            elif change.kind == "set-level":
+                level = change.level
+            elif change.kind == "discontinue":
+                stopped = True
+        cycle, cday = cycle_of(day, sd.cycle_days)
+        if escalate and sd.escalation and day > 1 and (day - 1) % sd.escalation.every_days == 0 and not (held or stopped):
+            ids = sd.level_ids
+            level = min(ids[min(ids.index(level) + sd.escalation.steps, len(ids) - 1)], sd.escalation.max_level)
+        ramp_index = day - ramp_start
+        ramp_step, dose = None, sd.dose_at(level)
+        if 0 <= ramp_index < len(ramp_days):
+            ramp_step, dose = ramp_days[ramp_index]
+        if stopped:
+            state, dose = "discontinued", 0.0
+        elif held:
+            state, dose = "held", 0.0
+        elif ramp_index < 0 and ramp_days:
+            state, dose = "before ramp-up", 0.0
+        elif not sd.dosing.applies(cycle, cday):
+            state, dose = "off-day", 0.0
+        else:
+            state = "ramp-up" if ramp_step else "on"
+        if state == "on" and (day - 1) % sd.every_days_at(level):  # every-other-day levels
+            state, dose = "off-day", 0.0
+        rows.append((date_of(day1, day), day, cycle, cday, sd.drug, "study", dose, sd.unit, level, state, ramp_step, sd.source))
+    return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
+
+
+def prophylaxis_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
+    """Planned prophylaxis doses (only the days a dose is due), from its start offset to n_days."""
+    sd = protocol.study_drug
+    rows = []
+    for p in protocol.prophylaxis:
+        for day in range(p.start_offset_days or 1, n_days + 1):
+            if day == 0:
+                continue
+            cycle, cday = cycle_of(day, sd.cycle_days)
+            # Days before day 1 continue the first cycle's first step (allopurinol from day -3).
+            look_cycle, look_day = (1, 1) if day < 1 else (cycle, cday)
+            for step in p.steps:
+                if step.applies(look_cycle, look_day):
+                    rows.append((date_of(day1, day), day, cycle, cday, p.drug, p.role, step.dose, p.unit, None, p.id, None, p.source))
+                    break
+    return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
+
+
+def assessment_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
+    """Required assessments per day: one row per (day, assessment, code)."""
+    sd = protocol.study_drug
+    rows = []
+    for day in range(1, n_days + 1):
+        cycle, cday = cycle_of(day, sd.cycle_days)
+        for a in protocol.monitoring:
+            if any(s.applies(cycle, cday) for s in a.schedule):
+                for code in a.codes:
+                    rows.append((date_of(day1, day), day, cycle, cday, a.id, code, ", ".join(a.times), a.source))
+    return pl.DataFrame(rows, schema=ASSESS_SCHEMA, orient="row")
+
+
+def expand(protocol: Protocol, day1: dt.date, n_days: int | None = None, changes: list[DoseChange] = (),
+           escalate: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(doses, assessments) planned for study days 1..n_days (default: two cycles)."""
+    n_days = n_days or 2 * protocol.study_drug.cycle_days
+    doses = pl.concat([study_drug_plan(protocol, day1, n_days, list(changes), escalate), prophylaxis_plan(protocol, day1, n_days)])
+    return doses.sort("study_day", "role", "drug"), assessment_plan(protocol, day1, n_days)
+
+
+__all__ = ["DoseChange", "expand", "study_drug_plan", "prophylaxis_plan", "assessment_plan", "cycle_of", "date_of", "study_day"]
