@@ -76,22 +76,42 @@ def grade(
 def check(
     input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets (CSV or XPT)")],
     study_drug: Annotated[str, typer.Option(help="Study drug: its first dose is study day 1")] = "lenalidomide",
+    protocol: Annotated[Optional[str], typer.Option(help="A built-in protocol id or a protocol YAML file: adds "
+                                                   "alerts, dose actions, DLT status and state")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Evaluate as of the end of this date (YYYY-MM-DD); "
+                                                 "later records are ignored")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="json or table")] = OutputFormat.table,
-    tls: Annotated[TlsCriteria, typer.Option(help="Tumor lysis syndrome definition")] = TlsCriteria.cairo_bishop,
+    tls: Annotated[Optional[TlsCriteria], typer.Option(help="Tumor lysis syndrome definition (default: the "
+                                                       "protocol's, else cairo-bishop-2004)")] = None,
+    cytopenias: Annotated[Optional[str], typer.Option(help="ctcae-5.0 or iwcll-2018 for ANC, platelets, Hb "
+                                                      "(default: the protocol's, else ctcae-5.0)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and check the rest")] = False,
 ) -> None:
-    """Grade and detect toxicities in patients' records; print the events with their evidence."""
+    """Grade and detect toxicities in patients' records; print the events with their evidence and, with a
+    protocol, the alerts, dose actions, DLT status and state it gives."""
+    import datetime as dt
+
     from .check import check_path, print_table
     from .errors import InputError
 
     try:
-        result = check_path(input, study_drug=study_drug, tls_criteria=tls.value, skip_invalid=skip_invalid)
+        when = dt.date.fromisoformat(as_of) if as_of else None
+        if protocol:
+            from .monitor.report import monitor_path, print_assessments
+
+            result = monitor_path(input, protocol, as_of=when, tls_criteria=tls.value if tls else None,
+                                  cytopenias=cytopenias, skip_invalid=skip_invalid)
+        else:
+            result = check_path(input, study_drug=study_drug, tls_criteria=tls.value if tls else "cairo-bishop-2004",
+                                cytopenias=cytopenias or "ctcae-5.0", skip_invalid=skip_invalid, as_of=when)
     except (InputError, OSError, ValueError) as exc:
         _fail(exc)
     for problem in result.problems:
         typer.echo(f"skipped: {problem}", err=True)
     if format is OutputFormat.json:
         sys.stdout.write(result.to_json() + "\n")
+    elif protocol:
+        print_assessments(result)
     else:
         print_table(result)
 
@@ -154,6 +174,10 @@ def demo(
 
     run_demo(out)
 
+
+from .escalation.cli import design_app  # noqa: E402  (light: heavy imports happen inside its commands)
+
+app.add_typer(design_app, name="design")
 
 protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")

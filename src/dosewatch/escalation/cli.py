@@ -1,0 +1,248 @@
+"""``dosewatch design ...``: boundaries, skeleton, next dose and MTD. Registered by the main app
+with ``app.add_typer(design_app, name="design")``. Heavy modules load inside each command."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+design_app = typer.Typer(
+    help="Dose finding: BOIN boundaries, CRM skeletons, the next cohort's dose and the MTD "
+    "(3+3, BOIN, CRM, TITE-CRM, TITE-BOIN), deciding as the R packages BOIN, dfcrm and TITEgBOIN do.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class DesignName(str, Enum):
+    boin = "boin"
+    crm = "crm"
+    tite_crm = "tite-crm"
+    tite_boin = "tite-boin"
+    three_plus_three = "3+3"
+
+
+class BoundaryDesign(str, Enum):
+    boin = "boin"
+    tite_boin = "tite-boin"
+
+
+class Model(str, Enum):
+    empiric = "empiric"
+    logistic = "logistic"
+
+
+class Weights(str, Enum):
+    linear = "linear"
+    adaptive = "adaptive"
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table")]
+TargetOpt = Annotated[Optional[float], typer.Option(help="Target DLT probability")]
+LevelsOpt = Annotated[Optional[int], typer.Option(help="Number of dose levels (BOIN, TITE-BOIN, 3+3)")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Cohort CSV: dose,dlt[,followup] (one row per patient, in order)")]
+SkeletonOpt = Annotated[Optional[str], typer.Option(help="CRM skeleton p1,p2,... (one per dose level)")]
+ModelOpt = Annotated[Model, typer.Option(help="CRM dose-toxicity model")]
+InterceptOpt = Annotated[float, typer.Option(help="Logistic model intercept")]
+PriorSdOpt = Annotated[Optional[float], typer.Option(help="Prior SD of beta [default: sqrt(1.34)]")]
+WindowOpt = Annotated[Optional[float], typer.Option(help="DLT window in days (TITE designs)")]
+WeightsOpt = Annotated[Weights, typer.Option(help="TITE-CRM weights")]
+MaxPendingOpt = Annotated[float, typer.Option(help="TITE-BOIN: suspend when more than this fraction is pending")]
+PSafOpt = Annotated[Optional[float], typer.Option(help="BOIN: highest probability deemed safe [default: 0.6*target]")]
+PToxOpt = Annotated[Optional[float], typer.Option(help="BOIN: lowest probability deemed toxic [default: 1.4*target]")]
+CutoffOpt = Annotated[float, typer.Option(help="BOIN: eliminate a dose when P(toxicity > target) > this")]
+ExtrasafeOpt = Annotated[bool, typer.Option("--extrasafe", help="BOIN: stop when dose 1 is too toxic (cutoff - offset)")]
+OffsetOpt = Annotated[float, typer.Option(help="BOIN: extrasafe offset")]
+EarlyStopOpt = Annotated[int, typer.Option(help="BOIN: stop when this many patients are at a dose that would not change")]
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _emit(result: dict, as_json: bool, title: str, rows: list[dict] | None = None) -> None:
+    """One JSON object on stdout, or a Rich table: the per-dose ``rows`` if given, else key/value."""
+    if as_json:
+        sys.stdout.write(json.dumps(_clean(result)) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    if rows:
+        for key in rows[0]:
+            table.add_column(key.replace("_", " "), justify="right")
+        for row in rows:
+            table.add_row(*["-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+    else:
+        table.add_column("field")
+        table.add_column("value")
+        for key, value in result.items():
+            shown = ", ".join("-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in value) \
+                if isinstance(value, list) else ("-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value))
+            table.add_row(key, shown)
+    Console().print(table)
+
+
+def _skeleton(text: Optional[str]) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--skeleton {text!r} is not a comma-separated list of probabilities") from None
+
+
+@design_app.command()
+def boundaries(
+    target: Annotated[float, typer.Option(help="Target DLT probability")],
+    cohort_size: Annotated[int, typer.Option(help="Patients per cohort")],
+    max_cohorts: Annotated[int, typer.Option(help="Maximum number of cohorts")],
+    design: Annotated[BoundaryDesign, typer.Option(help="Design")] = BoundaryDesign.boin,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """BOIN decision boundaries (BOIN get.boundary) for every number of patients at a dose."""
+    from .boin import boin_boundaries
+
+    try:
+        result = boin_boundaries(target, cohort_size, max_cohorts, n_earlystop=n_earlystop, p_saf=p_saf,
+                                 p_tox=p_tox, cutoff_eli=cutoff_eli, extrasafe=extrasafe, offset=offset)
+    except ValueError as exc:
+        _fail(exc)
+    title = f"BOIN boundaries: lambda_e {result['lambda_e']:.4f}, lambda_d {result['lambda_d']:.4f}"
+    _emit(result, as_json, title, result["table"])
+
+
+@design_app.command()
+def skeleton(
+    target: Annotated[float, typer.Option(help="Target DLT probability")],
+    halfwidth: Annotated[float, typer.Option(help="Half-width of the indifference interval")],
+    prior_mtd: Annotated[int, typer.Option(help="Prior guess of the MTD level (1-based)")],
+    levels: Annotated[int, typer.Option(help="Number of dose levels")],
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """CRM skeleton by Lee and Cheung's indifference intervals (dfcrm getprior)."""
+    from .crm import get_prior
+
+    try:
+        sk = get_prior(halfwidth, target, prior_mtd, levels, model.value, intercept)
+    except ValueError as exc:
+        _fail(exc)
+    _emit({"skeleton": sk}, as_json, "CRM skeleton", [{"dose": i + 1, "skeleton": p} for i, p in enumerate(sk)])
+
+
+def _design_and_data(design: DesignName, data: Path, target, levels, skeleton_text, model, intercept, prior_sd,
+                     window, weights, max_pending, cohort_size, restrict, safety_stop, p_saf, p_tox, cutoff_eli,
+                     extrasafe, offset, n_earlystop, bound_mtd):
+    from . import make_design
+    from .cohort_io import read_cohort
+
+    sk = _skeleton(skeleton_text)
+    obj = make_design(design.value, target, levels=levels, skeleton=sk, model=model.value, intercept=intercept,
+                      prior_sd=prior_sd, window=window, weights=weights.value, max_pending=max_pending,
+                      cohort_size=cohort_size, restrict=restrict, safety_stop=safety_stop, p_saf=p_saf, p_tox=p_tox,
+                      cutoff_eli=cutoff_eli, extrasafe=extrasafe, offset=offset, n_earlystop=n_earlystop,
+                      bound_mtd=bound_mtd)
+    outcomes = read_cohort(data, n_levels=obj.n_levels, need_followup=design.value in ("tite-crm", "tite-boin"))
+    return obj, outcomes
+
+
+@design_app.command("next")
+def next_dose(
+    design: Annotated[DesignName, typer.Option(help="Design")],
+    data: DataOpt,
+    target: TargetOpt = None,
+    current_dose: Annotated[Optional[int], typer.Option(help="Current dose [default: dose of the last row]")] = None,
+    levels: LevelsOpt = None,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    window: WindowOpt = None,
+    weights: WeightsOpt = Weights.linear,
+    max_pending: MaxPendingOpt = 0.5,
+    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the no-escalation-after-toxicity rule")] = 3,
+    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions (no skipping, coherence)")] = True,
+    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The next cohort's dose: escalate, stay, de-escalate, suspend (TITE: wait) or stop."""
+    from ..errors import InputError
+
+    try:
+        obj, outcomes = _design_and_data(design, data, target, levels, skeleton, model, intercept, prior_sd, window,
+                                         weights, max_pending, cohort_size, restrict, safety_stop, p_saf, p_tox,
+                                         cutoff_eli, extrasafe, offset, n_earlystop, False)
+        rec = obj.fit(outcomes, current_dose)
+    except (InputError, ValueError, OSError) as exc:
+        _fail(exc)
+    result = rec.to_dict()
+    _emit(result, as_json, f"{design.value}: {rec.decision} -> dose {rec.next_dose if rec.next_dose else '-'}")
+
+
+@design_app.command()
+def mtd(
+    design: Annotated[DesignName, typer.Option(help="Design")],
+    data: DataOpt,
+    target: TargetOpt = None,
+    levels: LevelsOpt = None,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    window: WindowOpt = None,
+    weights: WeightsOpt = Weights.linear,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    bound_mtd: Annotated[bool, typer.Option("--bound-mtd", help="BOIN: only doses with isotonic estimate <= lambda_d")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The MTD on the data so far (BOIN select.mtd, dfcrm's model dose, or the 3+3 rule)."""
+    from ..errors import InputError
+
+    try:
+        obj, outcomes = _design_and_data(design, data, target, levels, skeleton, model, intercept, prior_sd, window,
+                                         weights, 0.5, 3, True, None, p_saf, p_tox, cutoff_eli, extrasafe, offset,
+                                         100, bound_mtd)
+        rec = obj.select_mtd(outcomes)
+    except (InputError, ValueError, OSError) as exc:
+        _fail(exc)
+    result = {"mtd": rec.mtd, "reason": rec.reason, **rec.extra}
+    rows = None
+    if "isotonic" in result:
+        rows = [{"dose": i + 1, "isotonic": v} for i, v in enumerate(result["isotonic"])]
+    _emit(result, as_json, f"{design.value}: MTD {rec.mtd if rec.mtd else 'none'}", rows)
