@@ -119,10 +119,26 @@ def test_window_day_1_to_56_days_after(study_day, expected):
 
 def test_reanchor_at_dose_increase():
     obs = [ob("LNDIAM", 25, 3.0, "neck"), ob("LNDIAM", 80, 4.0, "neck"), ob("TEMP", 80, 38.2)]
-    doses = [(1, 2.5), (29, 2.5), (30, 5.0)]
+    doses = [(d, 2.5) for d in range(1, 30)] + [(30, 5.0)]  # continuous: the only new anchor is the increase
     assert flare(cohort(obs, doses=doses)) == []
     (event,) = flare(cohort(obs, doses=doses), reanchor_on_dose_increase=True)
     assert event.onset == day(80) and event.detail["anchor"] == day(30).isoformat()
+
+
+def test_restart_after_a_pause_opens_a_new_window():
+    # dosed days 1-8, paused, restarted day 60: a flare on day 62 is past day 1's window but in the restart's
+    obs = [ob("LNTENDER", 62, 1, "neck"), ob("PAIN", 62, 2)]
+    doses = [(d, 25.0) for d in range(1, 9)] + [(60, 10.0)]
+    (event,) = flare(cohort(obs, doses=doses))
+    assert event.onset == day(62) and event.detail["anchor"] == day(60).isoformat()
+    assert flare(cohort(obs, doses=[(d, 25.0) for d in range(1, 9)])) == []
+
+
+def test_a_clear_examination_separates_two_flares():
+    obs = [ob("LNTENDER", 3, 1, "neck"), ob("PAIN", 3, 2), ob("LNTENDER", 10, 0, "neck"), ob("PAIN", 10, 0),
+           ob("LNTENDER", 20, 1, "neck"), ob("PAIN", 20, 1)]
+    events = flare(cohort(obs))
+    assert [(e.onset, e.grade) for e in events] == [(day(3), 2), (day(20), 1)]
 
 
 def test_an_ongoing_flare_is_not_repeated_from_a_later_anchor():

@@ -112,7 +112,7 @@ def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSetti
     ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
     graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
     parts = [
-        graded.select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").alias("term"))
+        graded.select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
         .with_columns(pl.lit(settings.ctcae).alias("criteria"))
         for d in ("low", "high")
     ]
@@ -121,7 +121,7 @@ def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSetti
 
         heme = grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY)))
         parts.append(
-            heme.select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").alias("term"))
+            heme.select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").cast(pl.String).alias("term"))
             .with_columns(pl.lit("iwcll-2018").alias("criteria"))
         )
     return pl.concat(parts, how="vertical_relaxed").filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
@@ -207,7 +207,7 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
     events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors)
     events += detect_aki(enriched, day1)
     events += detect_febrile_neutropenia(enriched, day1)
-    events += detect_tumor_flare(enriched, day1)
+    events += detect_tumor_flare(enriched, day1, drug=settings.study_drug)
     events += reported_events(enriched)
     by_patient: dict[str, list[Event]] = {pid: [] for pid in cohort.patient_ids}
     for e in events:
@@ -219,10 +219,11 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
 
 
 def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
-               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False) -> CheckResult:
+               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False, as_of: dt.date | None = None) -> CheckResult:
     read = read_any(path, skip_invalid=skip_invalid)
+    cohort = read.cohort if as_of is None else read.cohort.known_on(as_of)
     settings = CheckSettings(study_drug=study_drug.lower(), tls_criteria=tls_criteria, cytopenias=cytopenias)
-    return CheckResult(check_cohort(read.cohort, settings), read.problems, settings)
+    return CheckResult(check_cohort(cohort, settings), read.problems, settings)
 
 
 def print_table(result: CheckResult) -> None:

@@ -124,6 +124,15 @@ class Cohort:
         first = given.group_by("patient_id").agg(pl.col("date").min())
         return dict(zip(first["patient_id"].to_list(), first["date"].to_list(), strict=True))
 
+    def known_on(self, as_of: dt.date) -> "Cohort":
+        """What was known at the end of ``as_of``: records dated after it are left out, and a death
+        after it is not yet known."""
+        on = pl.col("date") <= as_of
+        patients = self.patients.with_columns(
+            pl.when(pl.col("deceased_date") <= as_of).then(pl.col("deceased_date")).otherwise(None).alias("deceased_date")
+        )
+        return Cohort(patients, self.observations.filter(on), self.doses.filter(on), self.events.filter(on))
+
     @staticmethod
     def concat(parts: list["Cohort"]) -> "Cohort":
         return Cohort(

@@ -30,19 +30,35 @@ def _table() -> dict:
 
 
 def _anchors(cohort: Cohort, day1: dict[str, dt.date], drug: str, reanchor: bool) -> pl.DataFrame:
-    """Day 1 per patient, and with ``reanchor`` each date the study drug's dose went up."""
+    """Day 1 per patient; each restart of the study drug after a pause (flare recurs when the drug is
+    started again: Andritsos 2007, patient 3); and, with ``reanchor``, each date the dose went up."""
+    t = _table()
     anchors = day1_frame(day1).rename({"day1": "anchor"})
-    if not reanchor:
-        return anchors
-    doses = (
+    given = (
         cohort.doses.filter((pl.col("drug") == drug.lower()) & (pl.col("status") == "completed"))
         .sort("patient_id", "time")
-        .with_columns(pl.col("dose").shift(1).over("patient_id").alias("previous"))
+        .with_columns(
+            pl.col("dose").shift(1).over("patient_id").alias("previous"),
+            pl.col("date").shift(1).over("patient_id").alias("previous_date"),
+        )
         .join(anchors, on="patient_id", how="inner")
-        .filter((pl.col("dose") > pl.col("previous")) & (pl.col("date") > pl.col("anchor")))
-        .select("patient_id", pl.col("date").alias("anchor"))
+        .filter(pl.col("date") > pl.col("anchor"))
     )
-    return pl.concat([anchors, doses]).unique(maintain_order=True).sort("patient_id", "anchor")
+    restart = (pl.col("date") - pl.col("previous_date")).dt.total_days() > t["window"]["restart_gap_days"]
+    moved = restart | (pl.col("dose") > pl.col("previous")) if reanchor else restart
+    extra = given.filter(moved).select("patient_id", pl.col("date").alias("anchor"))
+    return pl.concat([anchors, extra]).unique(maintain_order=True).sort("patient_id", "anchor")
+
+
+def _episodes(days: list[dt.date], clear: set[dt.date]) -> list[list[dt.date]]:
+    """Flare days split into separate flares wherever an examination in between found no flare."""
+    episodes: list[list[dt.date]] = []
+    for d in days:
+        if episodes and not any(episodes[-1][-1] < c < d for c in clear):
+            episodes[-1].append(d)
+        else:
+            episodes.append([d])
+    return episodes
 
 
 def _findings(cohort: Cohort, anchors: pl.DataFrame) -> pl.DataFrame:
@@ -139,37 +155,44 @@ def detect_tumor_flare(
         flare_days = sorted(
             {r["date"] for r in hits if r["role"] == "lymphoid" and any(abs(c - r["date"]) <= near for c in companion_days)}
         )
-        if not flare_days or (pid in last_day and flare_days[0] <= last_day[pid]):
-            continue
-        onset, end = flare_days[0], flare_days[-1]
-        last_day[pid] = end
-        on_onset = [r for r in hits if r["role"] == "lymphoid" and r["date"] == onset] + [
-            r for r in hits if r["role"] == "companions" and abs(r["date"] - onset) <= near
-        ]
-        evidence: list[Evidence] = [evidence_for(r, _note(r)) for r in on_onset]
-        for ref in dict.fromkeys(r["base_id"] for r in on_onset if r["rule"] in _INCREASES and r["base_id"]):
-            evidence.append(evidence_for(baselines[ref], "baseline"))
-        grade, pain_row = t["minimum_grade"], None
-        for r in rows:
-            if r["code"] in t["pain_map"] and onset <= r["date"] <= end:
-                g = _pain_grade(r["code"], r["value"])
-                if g > grade or (g == grade and pain_row is None and g > 0):
-                    grade, pain_row = g, r
-        if pain_row is not None and pain_row["obs_id"] not in {e.ref for e in evidence}:
-            evidence.append(evidence_for(pain_row, f"pain -> CTCAE v3.0 Tumor flare grade {grade}"))
-        facts = events_between(clinical, pid, onset, end + dt.timedelta(days=t["event_grace_days"]))
-        for g in t["grades"]:
-            hit = facts.filter(pl.col("code").is_in(g.get("events", [])))
-            if hit.height:
-                grade = g["grade"]
-                evidence.append(event_evidence(hit.row(0, named=True), f"CTCAE v3.0 Tumor flare grade {g['grade']}: {g['text']}"))
-        fevers = [r["fever_grade"] for r in hits if r["code"] == "TEMP"]
-        detail = {
-            "anchor": anchor.isoformat(),
-            "last_flare_day": end.isoformat(),
-            "findings": sorted({r["rule"] for r in hits if onset <= r["date"] <= end}),
-        }
-        if fevers:
-            detail["fever_grade_ctcae_5"] = max(fevers)
-        out.append(Event(pid, t["term"], t["criteria"], grade, onset, tuple(evidence), f"grade-{grade}", detail))
+        examined = {r["date"] for r in rows if r["role"] == "lymphoid"}
+        for episode in _episodes(flare_days, examined - set(flare_days)):
+            if pid in last_day and episode[0] <= last_day[pid]:
+                continue
+            last_day[pid] = episode[-1]
+            out.append(_flare_event(t, pid, anchor, episode[0], episode[-1], rows, hits, near, baselines, clinical))
     return out
+
+
+def _flare_event(t: dict, pid: str, anchor: dt.date, onset: dt.date, end: dt.date, rows: list[dict], hits: list[dict],
+                 near: dt.timedelta, baselines: dict, clinical: pl.DataFrame) -> Event:
+    """One flare from ``onset`` to ``end``: its evidence on the onset day and its worst grade."""
+    on_onset = [r for r in hits if r["role"] == "lymphoid" and r["date"] == onset] + [
+        r for r in hits if r["role"] == "companions" and abs(r["date"] - onset) <= near
+    ]
+    evidence: list[Evidence] = [evidence_for(r, _note(r)) for r in on_onset]
+    for ref in dict.fromkeys(r["base_id"] for r in on_onset if r["rule"] in _INCREASES and r["base_id"]):
+        evidence.append(evidence_for(baselines[ref], "baseline"))
+    grade, pain_row = t["minimum_grade"], None
+    for r in rows:
+        if r["code"] in t["pain_map"] and onset <= r["date"] <= end:
+            g = _pain_grade(r["code"], r["value"])
+            if g > grade or (g == grade and pain_row is None and g > 0):
+                grade, pain_row = g, r
+    if pain_row is not None and pain_row["obs_id"] not in {e.ref for e in evidence}:
+        evidence.append(evidence_for(pain_row, f"pain -> CTCAE v3.0 Tumor flare grade {grade}"))
+    facts = events_between(clinical, pid, onset, end + dt.timedelta(days=t["event_grace_days"]))
+    for g in t["grades"]:
+        hit = facts.filter(pl.col("code").is_in(g.get("events", [])))
+        if hit.height:
+            grade = g["grade"]
+            evidence.append(event_evidence(hit.row(0, named=True), f"CTCAE v3.0 Tumor flare grade {g['grade']}: {g['text']}"))
+    fevers = [r["fever_grade"] for r in hits if r["code"] == "TEMP" and onset <= r["date"] <= end]
+    detail = {
+        "anchor": anchor.isoformat(),
+        "last_flare_day": end.isoformat(),
+        "findings": sorted({r["rule"] for r in hits if onset <= r["date"] <= end}),
+    }
+    if fevers:
+        detail["fever_grade_ctcae_5"] = max(fevers)
+    return Event(pid, t["term"], t["criteria"], grade, onset, tuple(evidence), f"grade-{grade}", detail)
