@@ -1,0 +1,161 @@
+"""Grade an ADLB-style CSV: the `dosewatch grade` command.
+
+Every input column and row is written back unchanged, in the same order, with the grades added
+as ADaM names them: ATOXGRL / ATOXGRH ("0".."4", empty when not graded), the term applied
+(ATOXDSCL / ATOXDSCH, added when absent) and the reason a grade is empty (ATOXRSNL / ATOXRSNH).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..analytes import catalog
+from ..criteria.ctcae import _factorize
+from ..errors import InputError, Problem, UnitError
+
+# admiral's PARAMCDs that differ from the SDTM LBTESTCD (admiral vignette "Lab Grading")
+PARAMCD_TO_CODE = {"POTAS": "K", "CHOLES": "CHOL", "ALKPH": "ALP", "LYMPH": "LYM", "NEUTS": "NEUT",
+                   "PLATE": "PLAT", "HGBN": "HGB", "CAIONI": "CAION"}
+NUMERIC = ("AVAL", "ANRLO", "ANRHI", "BASE")
+
+
+@dataclass
+class GradeReport:
+    rows: int
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _require(columns: list[str], name: str) -> list[Problem]:
+    need = [("USUBJID",), ("PARAMCD", "LBTESTCD"), ("AVAL",), ("AVALU", "PARAM"), ("ANRLO",), ("ANRHI",), ("ADT", "ADY")]
+    return [Problem(name, " or ".join(alts), "required column missing") for alts in need
+            if not any(a in columns for a in alts)]
+
+
+def _blank(expr: pl.Expr) -> pl.Expr:
+    return expr.is_null() | (expr.str.strip_chars() == "")
+
+
+def read_lab_rows(raw: pl.DataFrame, name: str) -> tuple[pl.DataFrame, list[tuple[int, Problem]]]:
+    """The grading input (code, value, unit, ref_low, ref_high, base, term_low/high) of an ADLB
+    frame read as text, and the problems of its rows as (0-based row, problem), in row order."""
+    cols = raw.columns
+    code = pl.lit(None, dtype=pl.String)
+    if "PARAMCD" in cols:
+        code = pl.col("PARAMCD").str.strip_chars().replace(PARAMCD_TO_CODE)
+    if "LBTESTCD" in cols:
+        code = pl.when(_blank(pl.col("LBTESTCD"))).then(code).otherwise(pl.col("LBTESTCD").str.strip_chars())
+    unit = pl.lit(None, dtype=pl.String)
+    if "PARAM" in cols:
+        unit = pl.col("PARAM").str.extract(r"\(([^()]*)\)\s*$")
+    if "AVALU" in cols:
+        unit = pl.when(_blank(pl.col("AVALU"))).then(unit).otherwise(pl.col("AVALU").str.strip_chars())
+    # two steps, so each text column is stripped and parsed once
+    text = raw.lazy().select(
+        code.alias("code"), unit.alias("unit"),
+        *[(pl.col(c).str.strip_chars() if c in cols else pl.lit(None, dtype=pl.String)).alias(c) for c in NUMERIC],
+        *[pl.col(src).alias(dst) for src, dst in (("ATOXDSCL", "term_low"), ("ATOXDSCH", "term_high")) if src in cols])
+    numbers = [pl.col(c).cast(pl.Float64, strict=False).alias(dst) for c, dst in zip(NUMERIC, ("value", "ref_low", "ref_high", "base"))]
+    lab = text.with_columns(numbers).with_columns(
+        (pl.col(dst).is_null() & pl.col(c).is_not_null() & (pl.col(c) != "")).alias(f"bad_{c}")
+        for c, dst in zip(NUMERIC, ("value", "ref_low", "ref_high", "base"))).drop(NUMERIC).collect()
+
+    problems: list[tuple[int, Problem]] = []
+    for src in NUMERIC:
+        rows = np.flatnonzero(lab[f"bad_{src}"].to_numpy())
+        problems += [(int(i), Problem(f"{name} data row {i + 1}", src, f"not a number: {raw[src][int(i)]!r}")) for i in rows]
+    lab = lab.drop([f"bad_{s}" for s in NUMERIC])
+    unit_field = "AVALU" if "AVALU" in cols else "PARAM"
+
+    # unit and plausibility: the conversion is looked up once per distinct (code, unit)
+    known = catalog().analytes
+    ids, reps = _factorize(lab["code"], lab["unit"]) if lab.height else (np.zeros(0, np.intp), [])
+    conv = []
+    for code_, unit_ in reps:
+        analyte = known.get(code_)
+        try:
+            scale, offset = analyte.conversion(unit_) if analyte and unit_ else (np.nan, np.nan)
+        except UnitError:
+            scale, offset = np.nan, np.nan
+        low, high = analyte.plausible if analyte else (-np.inf, np.inf)
+        conv.append((scale, offset, low, high, analyte is not None))
+    scale, offset, low, high, graded = (np.array(c) for c in zip(*conv)) if conv else [np.zeros(0)] * 5
+    value = lab["value"].fill_null(np.nan).to_numpy()
+    has_value = ~np.isnan(value)
+    for i in np.flatnonzero(has_value & graded.astype(bool)[ids] & np.isnan(scale)[ids]):
+        code_, unit_ = reps[ids[i]]
+        msg = f"unknown unit {unit_!r} for {code_}" if unit_ else f"no unit for {code_}"
+        problems.append((int(i), Problem(f"{name} data row {i + 1}", unit_field, msg)))
+    canon = value * scale[ids] + offset[ids]
+    for i in np.flatnonzero((canon < low[ids]) | (canon > high[ids])):
+        code_, unit_ = reps[ids[i]]
+        a = known[code_]
+        problems.append((int(i), Problem(f"{name} data row {i + 1}", "AVAL",
+                                         f"implausible {code_} {value[i]:g} {unit_} (plausible {a.plausible[0]:g}-{a.plausible[1]:g} {a.unit})")))
+    problems.sort(key=lambda p: p[0])
+    return lab, problems
+
+
+def grade_file(input: Path, output: Path, criteria: str, reading: str, skip_invalid: bool) -> GradeReport:
+    """Grade an ADLB-style CSV and write it back with ATOXGRL/ATOXGRH (see module doc).
+
+    reading "auto" is admiral when the file has ATOXDSCL or ATOXDSCH, else literal. Bad input
+    (missing column, non-numeric number, unknown unit, implausible value) fails the whole file
+    unless ``skip_invalid``; then those rows are written ungraded with the reason and reported.
+    """
+    input, output = Path(input), Path(output)
+    name = input.name
+    if not input.is_file():
+        raise InputError([Problem(str(input), "path", "no such file")])
+    raw = pl.read_csv(input, infer_schema=False)
+    missing = _require(raw.columns, name)
+    if missing:
+        raise InputError(missing)
+    has_terms = "ATOXDSCL" in raw.columns or "ATOXDSCH" in raw.columns
+    if reading == "auto":
+        reading = "admiral" if has_terms else "literal"
+    lab, indexed = read_lab_rows(raw, name)
+    problems = [p for _, p in indexed]
+    if problems and not skip_invalid:
+        raise InputError(problems)
+
+    if criteria == "iwcll-2018":
+        from ..criteria.iwcll import grade_iwcll
+
+        graded = grade_iwcll(lab)
+        graded = graded.with_columns(pl.lit(None, dtype=pl.Int8).alias("grade_high"),
+                                     pl.lit(None, dtype=pl.String).alias("term_high"),
+                                     pl.lit("not graded by iwCLL", dtype=pl.String).alias("reason_high"))
+    else:
+        from ..criteria.ctcae import grade_frame
+
+        graded = grade_frame(lab, criteria=criteria, reading=reading)
+    if indexed:  # skipped rows: no grade, the first problem as the reason
+        why: dict[int, str] = {}
+        for i, p in indexed:
+            why.setdefault(i, f"invalid input: {p.field}: {p.message}")
+        idx = np.array(sorted(why))
+        reasons = pl.Series([why[i] for i in idx], dtype=pl.String)
+        bad = np.zeros(raw.height, dtype=bool)
+        bad[idx] = True
+        mask = pl.Series(bad)
+        graded = graded.with_columns(pl.when(mask).then(None).otherwise(pl.col(c)).alias(c) for c in ("grade_low", "grade_high"))
+        graded = graded.with_columns(graded[c].cast(pl.String).scatter(idx, reasons) for c in ("reason_low", "reason_high"))
+    added = {
+        "ATOXGRL": graded["grade_low"].cast(pl.String),
+        "ATOXGRH": graded["grade_high"].cast(pl.String),
+        "ATOXDSCL": graded["term_low"].cast(pl.String),
+        "ATOXDSCH": graded["term_high"].cast(pl.String),
+        "ATOXRSNL": graded["reason_low"].cast(pl.String),
+        "ATOXRSNH": graded["reason_high"].cast(pl.String),
+    }
+    if "ATOXDSCL" in raw.columns:
+        del added["ATOXDSCL"]
+    if "ATOXDSCH" in raw.columns:
+        del added["ATOXDSCH"]
+    out = raw.with_columns([s.alias(k) for k, s in added.items()])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    out.write_csv(output)
+    return GradeReport(rows=raw.height, problems=problems if skip_invalid else [])
