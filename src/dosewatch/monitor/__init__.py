@@ -315,7 +315,7 @@ def _adherence(protocol: Protocol, day1: dt.date, as_of: dt.date, pid: str, dose
         mine = doses.filter(pl.col("drug").is_in(drugs))
         done = set(mine.filter(pl.col("status") == "completed")["date"].to_list())
         not_done = {d: i for d, i in mine.filter(pl.col("status") == "not-done").select("date", "dose_id").iter_rows()}
-        for date in planned.filter(pl.col("source") == p.id)["date"].to_list():
+        for date in planned.filter(pl.col("item") == p.id)["date"].to_list():
             if date in done or date > as_of or (last_study_dose and date > last_study_dose) or date < day1:
                 continue
             if deceased and date >= deceased:
@@ -361,7 +361,9 @@ def _dlt(protocol: Protocol, day1: dt.date, as_of: dt.date, events: list[Event])
     ]
     base = {"window_days": protocol.dlt.window_days, "window_end": window_end.isoformat(), "rule": f"{protocol.id}:dlt"}
     if hits:
-        first = min(hits, key=lambda e: e.onset)
+        # The earliest DLT; on the same day, the one the protocol lists first.
+        rank = {id(e): min(i for i, c in enumerate(protocol.dlt.criteria) if matches(c, e)) for e in hits}
+        first = min(hits, key=lambda e: (e.onset, rank[id(e)]))
         return {**base, "status": "DLT", "study_day": study_day(first.onset, day1), "date": first.onset.isoformat(),
                 "event": first.term, "grade": first.grade, "criteria": first.criteria,
                 "followup_days": min(study_day(as_of, day1), protocol.dlt.window_days)}

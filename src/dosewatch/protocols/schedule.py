@@ -31,6 +31,7 @@ class DoseChange:
 
 
 PLAN_SCHEMA = {
+    "item": pl.String,  # "study_drug" or the prophylaxis id
     "date": pl.Date, "study_day": pl.Int32, "cycle": pl.Int32, "cycle_day": pl.Int32, "drug": pl.String,
     "role": pl.String, "dose": pl.Float64, "unit": pl.String, "level": pl.Int32, "state": pl.String,
     "ramp_step": pl.Int32, "source": pl.String,
@@ -96,7 +97,8 @@ def study_drug_plan(protocol: Protocol, day1: dt.date, n_days: int, changes: lis
             state = "ramp-up" if ramp_step else "on"
         if state == "on" and (day - 1) % sd.every_days_at(level):  # every-other-day levels
             state, dose = "off-day", 0.0
-        rows.append((date_of(day1, day), day, cycle, cday, sd.drug, "study", dose, sd.unit, level, state, ramp_step, sd.source))
+        rows.append(("study_drug", date_of(day1, day), day, cycle, cday, sd.drug, "study", dose, sd.unit, level, state,
+                     ramp_step, sd.source))
     return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
 
 
@@ -113,7 +115,8 @@ def prophylaxis_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataF
             look_cycle, look_day = (1, 1) if day < 1 else (cycle, cday)
             for step in p.steps:
                 if step.applies(look_cycle, look_day):
-                    rows.append((date_of(day1, day), day, cycle, cday, p.drug, p.role, step.dose, p.unit, None, p.id, None, p.source))
+                    rows.append((p.id, date_of(day1, day), day, cycle, cday, p.drug, p.role, step.dose, p.unit, None,
+                                 "planned", None, p.source))
                     break
     return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
 
