@@ -695,7 +695,10 @@ def _exposure_frame(doses: pl.DataFrame, dom: str, studyid: str) -> pl.DataFrame
 def sdtm_frames(cohort: Cohort, *, studyid: str = "DOSEWATCH") -> dict[str, pl.DataFrame]:
     """The cohort as SDTM datasets (domain -> frame); only domains with rows, DM always."""
     pats = cohort.patients
-    dm_death = cohort.events.filter(pl.col("event_id") == pl.format("DM-{}-DTH", "patient_id"))
+    # The death DM carries (DTHDTC): a DEATH event on the patient's death date, whatever reader made it.
+    deaths = cohort.events.join(pats.select("patient_id", "deceased_date"), on="patient_id", how="left")
+    is_dm_death = (pl.col("code") == "DEATH") & (pl.col("date") == pl.col("deceased_date"))
+    dm_death = deaths.filter(is_dm_death).unique("patient_id", keep="first", maintain_order=True)
     dm = pats.join(dm_death.select("patient_id", "time", "time_known"), on="patient_id", how="left",
                    maintain_order="left")
     out = {"DM": dm.select(
@@ -711,7 +714,7 @@ def sdtm_frames(cohort: Cohort, *, studyid: str = "DOSEWATCH") -> dict[str, pl.D
     out["EX"] = _exposure_frame(doses.filter(pl.col("status") == "completed"), "EX", studyid)
     # EC holds every dose as collected: given (ECOCCUR Y) and not given (N).
     out["EC"] = _exposure_frame(doses.filter(pl.col("status").is_in(["completed", "not-done"])), "EC", studyid)
-    ce = cohort.events.filter(pl.col("event_id") != pl.format("DM-{}-DTH", "patient_id"))
+    ce = deaths.filter(~is_dm_death.fill_null(False)).drop("deceased_date")
     terms = {k.code: k.term for k in catalog().events.values()}
     out["CE"] = pl.DataFrame() if ce.is_empty() else ce.select(
         pl.lit(studyid).alias("STUDYID"), pl.lit("CE").alias("DOMAIN"), pl.col("patient_id").alias("USUBJID"),

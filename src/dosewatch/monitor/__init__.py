@@ -119,6 +119,15 @@ def matches(trigger: Trigger | Any, event: Event) -> bool:
     return True
 
 
+def supported_on(event: Event, rule: DoseRule | None = None) -> dt.date:
+    """The first day the data supported this rule firing on this event: the onset, or, when the rule
+    needs a grade, the day of the latest evidence behind that grade (a flare that became grade 4 when the
+    airway closed on a later day fires its grade-4 rule that day)."""
+    if rule is None or all(t.min_grade is None for t in rule.when) or not event.evidence:
+        return event.onset
+    return max(event.onset, max(e.date for e in event.evidence))
+
+
 def dose_increase_dates(doses: pl.DataFrame, drug: str) -> dict[str, list[dt.date]]:
     """Per patient: the first dose date and every date the given dose rose above the previous one
     (TLS window re-anchoring at each increase, criteria.md decision 7)."""
@@ -203,12 +212,16 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
     level = sd.start_level
     held_since: tuple[int, DoseRule] | None = None
     stopped = False
-    for event in sorted(events, key=lambda e: (e.onset, e.term)):
+    fired = []
+    for event in events:
         rules = [r for r in protocol.dose_rules if any(matches(t, event) for t in r.when)]
-        if not rules or stopped:
-            continue
-        rule = min(rules, key=lambda r: strength[r.action])
-        day = study_day(event.onset, day1)
+        if rules:
+            rule = min(rules, key=lambda r: strength[r.action])
+            fired.append((supported_on(event, rule), event, rule))
+    for when, event, rule in sorted(fired, key=lambda f: (f[0], f[1].term)):
+        if stopped:
+            break
+        day = study_day(when, day1)
         if day < 1:
             continue
         # A hold already in force is not repeated for the same rule.
@@ -218,7 +231,7 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
         level = _level_at(sd, given_days, day, level)
         reason = f"{event.term} grade {event.grade if event.grade is not None else '-'} ({event.criteria}) on day {day}"
         rule_id = f"{protocol.id}:{rule.id}"
-        actions.append(DoseAction(event.onset, day, sd.drug, rule.action, level, sd.dose_at(level), rule_id, reason))
+        actions.append(DoseAction(when, day, sd.drug, rule.action, level, sd.dose_at(level), rule_id, reason))
         if rule.action in ("hold", "hold-next-dose"):
             # The alert fires on the onset day; the hold applies from the next dose (labs come back after
             # the morning dose). Doses given on without a break are given while held, not a resume.
@@ -283,7 +296,8 @@ def _alerts(protocol: Protocol, day1: dt.date, events: list[Event], actions: lis
         suffix = f" Note: {notes[0]}." if notes else ""
         if rules:
             rule = min(rules, key=lambda r: SEVERITY_ORDER[r.severity])
-            alerts.append(Alert(event.onset, day, rule.severity, f"{event.term} ({_grade(event)}): {rule.message}{suffix}",
+            when = supported_on(event, rule)
+            alerts.append(Alert(when, study_day(when, day1), rule.severity, f"{event.term} ({_grade(event)}): {rule.message}{suffix}",
                                 f"{protocol.id}:{rule.id}", event.evidence))
         elif event.criteria != "reported" and (event.grade is None or event.grade >= 3):
             alerts.append(Alert(event.onset, day, "urgent", f"{event.term} ({_grade(event)}, {event.criteria}).{suffix}",
