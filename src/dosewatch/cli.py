@@ -179,6 +179,10 @@ from .escalation.cli import design_app  # noqa: E402  (light: heavy imports happ
 
 app.add_typer(design_app, name="design")
 
+from .escalation.cohort_cli import cohort_app  # noqa: E402
+
+app.add_typer(cohort_app, name="cohort")
+
 protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

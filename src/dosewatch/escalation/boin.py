@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc
 
 from .base import Design, Outcomes, Recommendation, decision_between
 
@@ -44,6 +43,8 @@ def boin_lambdas(target: float, p_saf: float | None = None, p_tox: float | None 
 def prob_above(target: float, y, n):
     """P(p > target | y DLTs in n) under a uniform prior: 1 - pbeta(target, y+1, n-y+1), as BOIN
     computes it (the complement, not the upper tail, so comparisons land where R's do)."""
+    from scipy.special import betainc  # lazily: scipy.special costs ~0.3 s to import
+
     y = np.asarray(y, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     return 1.0 - betainc(y + 1.0, n - y + 1.0, target)

@@ -246,3 +246,129 @@ def mtd(
     if "isotonic" in result:
         rows = [{"dose": i + 1, "isotonic": v} for i, v in enumerate(result["isotonic"])]
     _emit(result, as_json, f"{design.value}: MTD {rec.mtd if rec.mtd else 'none'}", rows)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a comma-separated list of numbers") from None
+
+
+@design_app.command()
+def simulate(
+    design: Annotated[list[DesignName], typer.Option(help="Design (repeat to compare several)")],
+    true_tox: Annotated[list[str], typer.Option(help="True DLT probability per dose p1,p2,... (repeat for scenarios)")],
+    target: TargetOpt = None,
+    cohort_size: Annotated[int, typer.Option(help="Patients per cohort")] = 3,
+    max_cohorts: Annotated[int, typer.Option(help="Maximum number of cohorts")] = 10,
+    trials: Annotated[int, typer.Option(help="Number of simulated trials")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same result on any cluster)")] = 1,
+    start_dose: Annotated[int, typer.Option(help="Dose level of the first cohort")] = 1,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions (no skipping, coherence)")] = True,
+    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    max_pending: MaxPendingOpt = 0.5,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    bound_mtd: Annotated[bool, typer.Option("--bound-mtd", help="BOIN: only doses with isotonic estimate <= lambda_d")] = False,
+    accrual: Annotated[Optional[float], typer.Option(help="TITE: patients per day (exponential inter-arrival)")] = None,
+    window: WindowOpt = None,
+    late_fraction: Annotated[float, typer.Option(help="TITE: fraction of DLTs in the second half of the window")] = 0.5,
+    batch_size: Annotated[Optional[int], typer.Option(help="Trials per batch / Dask task (changes the random stream)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Run on a local Dask cluster of N worker processes")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Run on the Dask scheduler at ADDRESS (tcp://host:8786)")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML report here")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Operating characteristics by simulation (BOIN get.oc, dfcrm crmsim, TITEgBOIN's time model)."""
+    from .simulate import simulate_grid
+
+    if workers is not None and scheduler is not None:
+        _fail(ValueError("give --workers or --scheduler, not both"))
+    try:
+        scenarios = {f"S{i + 1}": _floats(t, "--true-tox") for i, t in enumerate(true_tox)}
+        sk = _skeleton(skeleton)
+        designs = {}
+        for d in dict.fromkeys(design):
+            name = d.value
+            opts: dict[str, Any] = {"design": name}
+            if name in ("boin", "tite-boin"):
+                opts.update(p_saf=p_saf, p_tox=p_tox, cutoff_eli=cutoff_eli, extrasafe=extrasafe, offset=offset,
+                            n_earlystop=n_earlystop, bound_mtd=bound_mtd)
+            if name == "tite-boin":
+                opts["max_pending"] = max_pending
+            if name in ("crm", "tite-crm"):
+                opts.update(skeleton=sk, model=model.value, intercept=intercept, prior_sd=prior_sd, restrict=restrict,
+                            safety_stop=safety_stop)
+            designs[name] = opts
+        with _progress_bar(as_json) as progress:
+            results = simulate_grid(scenarios, designs, target=target, cohort_size=cohort_size,
+                                    max_cohorts=max_cohorts, trials=trials, seed=seed, start_dose=start_dose,
+                                    accrual=accrual, window=window, late_fraction=late_fraction,
+                                    batch_size=batch_size, workers=workers, scheduler=scheduler, progress=progress)
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(exc)
+    dicts = [r.to_dict() for r in results]
+    if html is not None:
+        from .report import write_report
+
+        write_report(html, results)
+    if as_json:
+        payload = dicts[0] if len(dicts) == 1 else {"results": dicts, "trials": trials,
+                                                     "elapsed_s": dicts[0]["elapsed_s"]}
+        sys.stdout.write(json.dumps(_clean(payload)) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in dicts:
+        table = Table(title=f"{r['design']} on {r['scenario']}: {r['trials']} trials, "
+                            f"stop {r['stop_pct']:.1f}%, mean n {r['mean_n']:.2f}"
+                            + (f", mean duration {r['mean_duration_days']:.1f} days" if "mean_duration_days" in r else "")
+                            + f" ({r['elapsed_s']:.2f} s)")
+        for col in ("dose", "true tox", "selected %", "patients", "DLTs"):
+            table.add_column(col, justify="right")
+        for i, p in enumerate(r["true_tox"]):
+            table.add_row(str(i + 1), f"{p:.3f}", f"{r['selection_pct'][i]:.2f}", f"{r['mean_patients'][i]:.2f}",
+                          f"{r['mean_dlts'][i]:.2f}")
+        console.print(table)
+    if html is not None:
+        console.print(f"report written to {html}")
+
+
+class _progress_bar:
+    """A Rich progress bar on stderr for runs of more than one batch, when stderr is a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if total < 2 or not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False

@@ -1,0 +1,182 @@
+"""``dosewatch cohort next INPUT --protocol ID --design ...``: the next cohort's dose from patients'
+records. The monitor judges each patient's DLT status and follow-up inside the protocol's DLT window
+(:func:`dosewatch.monitor.evaluate`); the patient's dose level is the level of the first dose of
+the study drug (day 1). Registered by the main app with ``app.add_typer(cohort_app, name="cohort")``."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .cli import (CutoffOpt, DesignName, EarlyStopOpt, ExtrasafeOpt, InterceptOpt, JsonOpt, MaxPendingOpt, Model,
+                  ModelOpt, OffsetOpt, PriorSdOpt, PSafOpt, PToxOpt, SkeletonOpt, TargetOpt, Weights, WeightsOpt,
+                  _clean, _fail, _skeleton)
+
+cohort_app = typer.Typer(
+    help="Dose finding from patients' records: the monitor's DLT judgement feeds a design.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+TITE = ("tite-crm", "tite-boin")
+
+
+@cohort_app.callback()
+def _group() -> None:
+    """Dose finding from patients' records (a group, so that ``cohort next`` keeps its name)."""
+
+
+@dataclass(frozen=True)
+class CohortRow:
+    patient_id: str
+    day1: dt.date
+    dose: int  # level of the first dose
+    dlt: int
+    followup: float  # days inside the DLT window; the whole window after a DLT
+    status: str  # the monitor's: DLT | in window | no DLT
+
+
+def level_of_dose(levels, dose: float) -> int | None:
+    """The protocol level whose dose equals ``dose`` (relative 1e-9), else None."""
+    for lv in levels:
+        if abs(lv.dose - dose) <= 1e-9 * max(abs(lv.dose), 1.0):
+            return lv.level
+    return None
+
+
+def cohort_rows(record, protocol, as_of: dt.date | None = None) -> list[CohortRow]:
+    """One row per patient who started the study drug, in the order of their day 1 (then id)."""
+    import polars as pl
+
+    from ..monitor import evaluate
+
+    drug = protocol.study_drug.drug
+    first = (record.doses.filter((pl.col("drug") == drug) & (pl.col("status") == "completed"))
+             .sort("patient_id", "date").group_by("patient_id", maintain_order=True).first())
+    first_dose = dict(zip(first["patient_id"].to_list(), first["dose"].to_list(), strict=True))
+    window = protocol.dlt.window_days
+    rows = []
+    for a in evaluate(record, protocol, as_of):
+        if a.day1 is None or a.patient_id not in first_dose:
+            continue
+        level = level_of_dose(protocol.study_drug.levels, float(first_dose[a.patient_id]))
+        if level is None:
+            raise ValueError(f"patient {a.patient_id}: first dose {first_dose[a.patient_id]:g} "
+                             f"{protocol.study_drug.unit} is not one of the levels of protocol {protocol.id}")
+        status = a.dlt["status"]
+        dlt = 1 if status == "DLT" else 0
+        followup = float(window if status != "in window" else a.dlt["followup_days"])
+        rows.append(CohortRow(a.patient_id, a.day1, level, dlt, followup, status))
+    rows.sort(key=lambda r: (r.day1, r.patient_id))
+    return rows
+
+
+def write_cohort(path: str | Path, rows: list[CohortRow]) -> None:
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["dose", "dlt", "followup", "patient_id"])
+        for r in rows:
+            out.writerow([r.dose, r.dlt, f"{r.followup:g}", r.patient_id])
+
+
+def next_from_records(record, protocol, design: str, *, as_of: dt.date | None = None,
+                      current_dose: int | None = None, **options: Any) -> tuple[Any, list[CohortRow], list[CohortRow]]:
+    """(Recommendation, rows used, rows left out). TITE designs use every patient with their
+    follow-up; the others only patients whose DLT window is complete (DLT or no DLT)."""
+    from . import make_design
+    from .base import Outcomes
+
+    levels = len(protocol.study_drug.levels)
+    if design in TITE and options.get("window") is None:
+        options["window"] = float(protocol.dlt.window_days)
+    obj = make_design(design, levels=None if design in ("crm", "tite-crm") else levels, **options)
+    if obj.n_levels != levels:
+        raise ValueError(f"the design has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
+    rows = cohort_rows(record, protocol, as_of)
+    used = rows if design in TITE else [r for r in rows if r.status != "in window"]
+    left = [r for r in rows if r not in used]
+    outcomes = Outcomes.from_lists([r.dose for r in used], [r.dlt for r in used],
+                                   [r.followup for r in used] if design in TITE else None)
+    if current_dose is None and rows:
+        current_dose = rows[-1].dose
+    return obj.fit(outcomes, current_dose), used, left
+
+
+@cohort_app.command("next")
+def cohort_next(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="FHIR R4 Bundle (.json) or SDTM folder")],
+    protocol: Annotated[str, typer.Option(help="Protocol id (built-in) or protocol file")],
+    design: Annotated[DesignName, typer.Option(help="Design")],
+    target: TargetOpt = None,
+    as_of: Annotated[Optional[str], typer.Option(help="Judge the records as of this date (YYYY-MM-DD)")] = None,
+    current_dose: Annotated[Optional[int], typer.Option(help="Current dose [default: level of the last patient]")] = None,
+    cohort_out: Annotated[Optional[Path], typer.Option(help="Write the cohort table used here (CSV)")] = None,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    window: Annotated[Optional[float], typer.Option(help="DLT window in days [default: the protocol's]")] = None,
+    weights: WeightsOpt = Weights.linear,
+    max_pending: MaxPendingOpt = 0.5,
+    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the coherence rule")] = 3,
+    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions")] = True,
+    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """The next cohort's dose from patients' records, with the monitor's DLT judgement."""
+    from ..errors import InputError
+    from ..io import read_any
+    from ..protocols import load_protocol
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        proto = load_protocol(protocol)
+        record = read_any(input_path).cohort
+        rec, used, left = next_from_records(
+            record, proto, design.value, as_of=day, current_dose=current_dose, target=target,
+            skeleton=_skeleton(skeleton), model=model.value, intercept=intercept, prior_sd=prior_sd, window=window,
+            weights=weights.value, max_pending=max_pending, cohort_size=cohort_size, restrict=restrict,
+            safety_stop=safety_stop, p_saf=p_saf, p_tox=p_tox, cutoff_eli=cutoff_eli, extrasafe=extrasafe,
+            offset=offset, n_earlystop=n_earlystop)
+        if cohort_out is not None:
+            write_cohort(cohort_out, used)
+    except (InputError, ValueError, OSError) as exc:
+        _fail(exc)
+    reason = rec.reason
+    if left:
+        reason += (f" ({len(left)} patient(s) still inside the DLT window are not counted: "
+                   f"{', '.join(r.patient_id for r in left)}; a TITE design counts them)")
+    result = {**rec.to_dict(), "reason": reason, "protocol": proto.id, "design": design.value,
+              "cohort": [{"patient_id": r.patient_id, "dose": r.dose, "dlt": r.dlt, "followup": r.followup,
+                          "status": r.status} for r in used],
+              "not_counted": [r.patient_id for r in left]}
+    if as_json:
+        sys.stdout.write(json.dumps(_clean(result), default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{proto.id}: cohort used by {design.value}")
+    for col in ("patient", "dose level", "DLT", "follow-up (days)", "monitor"):
+        table.add_column(col)
+    for r in used:
+        table.add_row(r.patient_id, str(r.dose), str(r.dlt), f"{r.followup:g}", r.status)
+    console = Console()
+    console.print(table)
+    nxt = "-" if rec.next_dose is None else str(rec.next_dose)
+    console.print(f"[bold]{rec.decision}[/bold] -> next dose {nxt}: {reason}")
+    if cohort_out is not None:
+        console.print(f"cohort table written to {cohort_out}")
