@@ -43,6 +43,8 @@ def test_check_json_fields(fhir_check):
     assert any(ev["id"].startswith("seed-1-k-") for ev in event["evidence"])
     days = [e["study_day"] for p in fhir_check for e in p["events"]]
     assert 0 not in days
+    # patient 1: WBC 197,000 and bulky nodes -> high TLS risk by the venetoclax label tiers
+    assert fhir_check[0]["tls_risk"]["category"] == "high" and fhir_check[1]["tls_risk"]["category"] == "medium"
 
 
 def test_sdtm_from_the_same_records_gives_the_same_events(fhir_check, tmp_path):

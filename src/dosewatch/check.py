@@ -35,11 +35,13 @@ class PatientResult:
     patient_id: str
     day1: dt.date | None
     events: list[Event] = field(default_factory=list)
+    tls_risk: dict | None = None  # baseline TLS risk category (venetoclax label tiers), with CrCl
 
     def as_dict(self) -> dict:
         return {
             "patient_id": self.patient_id,
             "day1": self.day1.isoformat() if self.day1 else None,
+            "tls_risk": self.tls_risk,
             "events": [e.as_dict(self.day1) for e in self.events],
         }
 
@@ -196,6 +198,7 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
     from .criteria.flare import detect_tumor_flare
     from .criteria.neutropenia import detect_febrile_neutropenia
     from .criteria.renal import detect_aki
+    from .criteria.risk import tls_risk
     from .criteria.tls import detect_tls
 
     settings = settings or CheckSettings()
@@ -212,10 +215,20 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
     by_patient: dict[str, list[Event]] = {pid: [] for pid in cohort.patient_ids}
     for e in events:
         by_patient.setdefault(e.patient_id, []).append(e)
+    risk = tls_risk(enriched, day1)
     return [
-        PatientResult(pid, day1.get(pid), sorted(evs, key=lambda e: (e.onset, e.criteria, e.term, e.grade or 0)))
+        PatientResult(pid, day1.get(pid), sorted(evs, key=lambda e: (e.onset, e.criteria, e.term, e.grade or 0)),
+                      _risk_dict(risk.get(pid)))
         for pid, evs in by_patient.items()
     ]
+
+
+def _risk_dict(result) -> dict | None:
+    if result is None:
+        return None
+    d = result.as_dict()
+    d.pop("patient_id", None)
+    return d
 
 
 def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
@@ -232,7 +245,8 @@ def print_table(result: CheckResult) -> None:
 
     console = Console()
     for p in result.patients:
-        table = Table(title=f"{p.patient_id}  (day 1 = {p.day1 or 'no dose of the study drug'})", title_justify="left")
+        risk = f"; baseline TLS risk {p.tls_risk['category']}" if p.tls_risk and p.tls_risk.get("category") else ""
+        table = Table(title=f"{p.patient_id}  (day 1 = {p.day1 or 'no dose of the study drug'}{risk})", title_justify="left")
         for col in ("day", "onset", "term", "grade", "criteria", "evidence"):
             table.add_column(col, overflow="fold")
         for e in p.events:
