@@ -113,6 +113,7 @@ class Variant:
     max_lim_grade: int = 0  # literal: highest grade that needs the LLN/ULN
     need_lim0: bool = False  # admiral: grade 0 needs the LLN/ULN
     need_base0: bool = False  # admiral: grade 0 needs the baseline
+    conditional: bool = False  # has rules that depend on whether the baseline is above the ULN
 
 
 def _tolerance(op: str) -> float:
@@ -167,6 +168,7 @@ def compile_variant(criteria: str, reading: str, term_name: str | None, unit: st
     low = [ref for g, ref in variant.slots if g == lowest]
     variant.need_lim0 = any(ref not in ("abs", "base") for ref in low)
     variant.need_base0 = "base" in low
+    variant.conditional = any(ref in ("lim_n", "base_h") for _, ref in variant.slots)
     return variant
 
 
@@ -177,9 +179,10 @@ def _factorize(*columns: pl.Series) -> tuple[np.ndarray, list[tuple]]:
     key = np.zeros(len(columns[0]), dtype=np.uint64)
     for col in columns:
         key = key * np.uint64(0x9E3779B97F4A7C15) + col.hash(seed=7).to_numpy()
-    distinct = pl.DataFrame({"k": key, **{f"c{i}": c for i, c in enumerate(columns)}}).unique(subset="k", keep="any")
-    uniq = distinct["k"].to_numpy()
-    reps = list(distinct.drop("k").iter_rows())
+    # one row index per distinct key (a hash pass over integers only), then read that row's values
+    first = pl.DataFrame({"k": key}).with_row_index("i").unique(subset="k", keep="any")
+    uniq = first["k"].to_numpy()
+    reps = [tuple(col[i] for col in columns) for i in first["i"].to_list()]
     bits = max(4, math.ceil(math.log2(len(uniq) + 1)) + 2)
     rng = np.random.default_rng(0)
     for attempt in range(1000):  # a multiplier that spreads the few distinct keys without collision
@@ -199,51 +202,60 @@ def _f64(df: pl.DataFrame, name: str) -> np.ndarray:
     return df[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-def _grade_direction(direction, variants, vid, v, lim, base, uln, reading):
-    """Grades (int8) and a reason code per row for one direction: 0 graded, 1 the variant's
-    reason, 2 missing value, 3 no LLN/ULN, 4 no baseline."""
-    n = len(v)
-    keys = sorted({k for var in variants for k in var.slots})
-    mult = {k: np.array([var.slots.get(k, (np.nan, np.nan))[0] for var in variants]) for k in keys}
-    add = {k: np.array([var.slots.get(k, (np.nan, np.nan))[1] for var in variants]) for k in keys}
-    # pure multiples: the NaN multiplier of variants without the rule is enough to leave it unmet
-    adds = {k for k in keys if k[1] != "abs" and np.nan_to_num(add[k]).any()}
-    bad = np.array([var.reason is not None for var in variants], dtype=bool)
-    max_lim = np.array([var.max_lim_grade for var in variants], dtype=np.int8)
-    need_lim0 = np.array([var.need_lim0 for var in variants], dtype=bool)
-    need_base0 = np.array([var.need_base0 for var in variants], dtype=bool)
+def _grade_block(direction, variants, bounds, x, lim, base, uln, reading, grade, reason):
+    """Grade one block of rows sorted by variant (variant j owns rows bounds[j]:bounds[j+1]): each
+    variant compares its values with its own few cut-offs. Writes grade (int8) and a reason code:
+    0 graded, 1 the variant's reason, 2 missing value, 3 no LLN/ULN, 4 no baseline."""
     cmp = np.greater if direction == "H" else np.less
-    conditional = any(k[1] in ("lim_n", "base_h") for k in keys)
-    grade = np.zeros(n, dtype=np.int8)
-    reason = np.zeros(n, dtype=np.int8)
-    for s in range(0, n, _CHUNK):
-        sl = slice(s, min(n, s + _CHUNK))
-        ids, x, g = vid[sl], v[sl], grade[sl]
+    for j in np.flatnonzero(bounds[1:] > bounds[:-1]):
+        var = variants[j]
+        sl = slice(int(bounds[j]), int(bounds[j + 1]))
+        if var.reason is not None:
+            reason[sl] = 1
+            continue
+        xs, g, r = x[sl], grade[sl], reason[sl]
         refs = {"lim": lim[sl], "base": base[sl]}
-        if conditional:
+        if var.conditional:
             high = refs["base"] > uln[sl]
             refs["lim_n"] = np.where(high, np.nan, uln[sl])
             refs["base_h"] = np.where(high, refs["base"], np.nan)
-        for key in keys:
-            gr, ref = key
+        for (gr, ref), (m, a) in var.slots.items():
             if ref == "abs":
-                t = add[key][ids]
+                t = a
             else:
-                t = mult[key][ids] * refs[ref]
-                if key in adds:
-                    t += add[key][ids]
-            np.maximum(g, cmp(x, t).view(np.int8) * np.int8(gr), out=g)  # copyto(where=) is 20x slower
-        r = reason[sl]
+                t = m * refs[ref]
+                if a:
+                    t += a
+            np.maximum(g, cmp(xs, t).view(np.int8) * np.int8(gr), out=g)
         nan_lim = np.isnan(refs["lim"])
         if reading == "admiral":
             zero = g == 0
-            r[zero & np.isnan(refs["base"]) & need_base0[ids]] = 4
-            r[zero & nan_lim & need_lim0[ids]] = 3
-        else:
-            r[nan_lim & (max_lim[ids] > g)] = 3
-        r[np.isnan(x)] = 2
-        r[bad[ids]] = 1
-    return grade, reason
+            if var.need_base0:
+                r[zero & np.isnan(refs["base"])] = 4
+            if var.need_lim0:
+                r[zero & nan_lim] = 3
+        elif var.max_lim_grade:
+            r[nan_lim & (g < var.max_lim_grade)] = 3
+        r[np.isnan(xs)] = 2
+
+
+def _grade_both(low, high, vid, v, lo, hi, base, reading):
+    """Grades and reason codes in both directions. Rows are taken in cache-sized chunks, and
+    within a chunk sorted by variant, so that each variant works on a contiguous block."""
+    n = len(v)
+    out = [np.zeros(n, dtype=np.int8) for _ in range(4)]  # grade_low, reason_low, grade_high, reason_high
+    small = vid.astype(np.uint16) if len(low) < 1 << 16 else vid
+    for s in range(0, n, _CHUNK):
+        sl = slice(s, min(n, s + _CHUNK))
+        order = np.argsort(small[sl], kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(vid[sl], minlength=len(low)))])
+        x, lo_s, hi_s, base_s = v[sl][order], lo[sl][order], hi[sl][order], base[sl][order]
+        for k, (direction, variants, lim) in enumerate((("L", low, lo_s), ("H", high, hi_s))):
+            g, r = np.zeros(len(x), np.int8), np.zeros(len(x), np.int8)
+            _grade_block(direction, variants, bounds, x, lim, base_s, hi_s, reading, g, r)
+            out[2 * k][sl][order] = g
+            out[2 * k + 1][sl][order] = r
+    return out
 
 
 def _enum_column(name: str, labels: list[str | None], index: np.ndarray) -> pl.Series:
@@ -275,20 +287,25 @@ def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "l
     keys = [df["code"].cast(pl.String), df["unit"].cast(pl.String)] + [df[c].cast(pl.String) for c in given]
     vid, reps = _factorize(*keys) if n else (np.zeros(0, np.intp), [])
     defaults = default_terms(criteria)
-    new_cols = []
-    for direction, suffix, lim in (("L", "low", lo), ("H", "high", hi)):
+    variants = {}
+    for direction, suffix in (("L", "low"), ("H", "high")):
         term_col = f"term_{suffix}"
-        variants = []
-        for rep in reps:
-            code, unit = rep[0], rep[1]
-            term = (rep[2 + given.index(term_col)] or None) if term_col in given else defaults.get((code, direction))
-            variants.append(compile_variant(criteria, reading, term, unit))
-        grade, reason = _grade_direction(direction, variants, vid, v, lim, base, hi, reading)
+        variants[direction] = [
+            compile_variant(criteria, reading, (rep[2 + given.index(term_col)] or None) if term_col in given
+                            else defaults.get((rep[0], direction)), rep[1])
+            for rep in reps
+        ]
+    graded = _grade_both(variants["L"], variants["H"], vid, v, lo, hi, base, reading)
+    new_cols = []
+    for k, (direction, suffix) in enumerate((("L", "low"), ("H", "high"))):
+        term_col = f"term_{suffix}"
+        grade, reason = graded[2 * k], graded[2 * k + 1]
+        variants_d = variants[direction]
         new_cols.append(pl.Series(f"grade_{suffix}", np.ma.masked_array(grade, mask=reason > 0), dtype=pl.Int8))
         if term_col not in given:
-            new_cols.append(_enum_column(term_col, [var.term for var in variants], vid))
+            new_cols.append(_enum_column(term_col, [var.term for var in variants_d], vid))
         fixed = [None, None, "missing value", "no LLN" if direction == "L" else "no ULN", "no baseline"]
-        labels = [var.reason if r == 1 else fixed[r] for var in variants for r in range(5)]
+        labels = [var.reason if r == 1 else fixed[r] for var in variants_d for r in range(5)]
         new_cols.append(_enum_column(f"reason_{suffix}", labels, vid * 5 + reason))
     out = df.with_columns(new_cols)
     order = df.columns + [c for c in ("grade_low", "grade_high", "term_low", "term_high", "reason_low", "reason_high")
