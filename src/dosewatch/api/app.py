@@ -1,0 +1,83 @@
+"""``create_app(settings)``: the FastAPI application, its error handling and its routers."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import InputError
+from ..store.db import Store, data_dir
+from ..store.scope import Forbidden, NotFound, Refused
+from .security import server_key
+
+log = logging.getLogger("dosewatch.api")
+
+
+@dataclass
+class Settings:
+    db_url: str | None = None  # None: SQLite file in the data folder
+    secret_key: str = field(default_factory=lambda: server_key(data_dir()))
+    token_minutes: int = 60
+    max_upload_bytes: int = 50 * 1024 * 1024
+    today: dt.date | None = None  # fixed assessment date (the demo's data are from 2007)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The API on ``store`` (or a new one on ``settings.db_url``), migrated to the newest schema."""
+    settings = settings or Settings()
+    store = store or Store(settings.db_url, today=settings.today)
+    store.upgrade()
+    app = FastAPI(title="dosewatch trial server", version="0.1.0",
+                  description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
+    app.state.settings, app.state.store = settings, store
+    _handlers(app)
+    from .routes import audit, decisions, login, trials
+
+    for module in (login, trials, decisions, audit):
+        app.include_router(module.router, prefix="/api")
+    return app
+
+
+def _problem(status: int, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _problem(404, str(exc.args[0]) if exc.args else "not found")
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return _problem(403, str(exc))
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+        return _problem(400, str(exc))
+
+    @app.exception_handler(InputError)
+    async def _input(_: Request, exc: InputError) -> JSONResponse:
+        n = len(exc.problems)
+        return _problem(422, f"{n} problem(s) in the input; nothing was saved",
+                        rejected=[p.as_dict() for p in exc.problems[:1000]])
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the server's log under an id; the client gets the id only.
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
+        return _problem(500, f"internal error (reference {ref})")
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory dosewatch.api.app:app_from_env``: the database from $DOSEWATCH_DB,
+    a fixed assessment date from $DOSEWATCH_TODAY (YYYY-MM-DD), if set."""
+    import os
+
+    today = os.environ.get("DOSEWATCH_TODAY")
+    return create_app(Settings(db_url=os.environ.get("DOSEWATCH_DB") or None,
+                               today=dt.date.fromisoformat(today) if today else None))

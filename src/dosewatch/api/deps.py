@@ -1,0 +1,74 @@
+"""Dependencies as ``Annotated`` aliases, so that route signatures read like their specification.
+
+``CurrentViewer`` is who is asking (from the bearer token); what they may see is decided in one
+place, ``dosewatch.store.scope.scoped``, which every store query applies.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+
+from ..store.admin import viewer_of
+from ..store.db import Store
+from ..store.models import User
+from ..store.scope import Viewer
+from .security import token_user
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/token")
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def current_viewer(request: Request, store: StoreDep, token: Annotated[str, Depends(oauth2)]) -> Viewer:
+    unauthorized = HTTPException(status.HTTP_401_UNAUTHORIZED, "not logged in, or the token expired",
+                                 headers={"WWW-Authenticate": "Bearer"})
+    name = token_user(token, request.app.state.settings.secret_key)
+    if name is None:
+        raise unauthorized
+    with store.reading() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None or not user.active:
+            raise unauthorized
+        return viewer_of(session, user)
+
+
+CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+async def upload_body(request: Request) -> bytes:
+    """The request body, refused with 413 beyond the upload limit (read in chunks, never whole)."""
+    limit = request.app.state.settings.max_upload_bytes
+    too_big = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"upload larger than {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+UploadBody = Annotated[bytes, Depends(upload_body)]
+
+
+def check_as_of(as_of: dt.date | None = None) -> dt.date | None:
+    """An evaluation date the monitor can work with: not before 1900, not after tomorrow."""
+    if as_of is not None and not dt.date(1900, 1, 1) <= as_of <= dt.date.today() + dt.timedelta(days=1):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"as_of {as_of.isoformat()} is out of range "
+                            "(1900-01-01 to tomorrow)")
+    return as_of
+
+
+AsOf = Annotated[dt.date | None, Depends(check_as_of)]

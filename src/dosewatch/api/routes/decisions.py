@@ -1,0 +1,63 @@
+"""Acknowledging alerts, deciding dose actions and cohorts: each written with its audit entry."""
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from ...store import service
+from ...store.scope import Refused
+from ..deps import CurrentViewer, StoreDep, check_as_of
+from .trials import Design
+
+router = APIRouter(tags=["decisions"])
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # a database id (32-bit on every backend)
+
+
+class Ack(BaseModel):
+    note: str | None = Field(None, max_length=2000)
+
+
+class Decision(str, Enum):
+    accepted = "accepted"
+    overridden = "overridden"
+
+
+class DoseDecision(BaseModel):
+    decision: Decision
+    reason: str | None = Field(None, max_length=2000, description="required for an override")
+
+
+class CohortDecisionIn(BaseModel):
+    design: Design = Design.three_plus_three
+    decision: Decision
+    dose_level: int | None = Field(None, ge=1, le=100, description="the level chosen, for an override")
+    reason: str | None = Field(None, max_length=2000)
+    target: float | None = Field(None, gt=0, lt=1)
+    as_of: dt.date | None = None
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(alert_id: RowId, body: Ack, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+    with store.writing() as session:
+        return service.acknowledge(session, viewer, alert_id, body.note)
+
+
+@router.post("/dose-actions/{action_id}/decision")
+def decide_dose_action(action_id: RowId, body: DoseDecision, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+    with store.writing() as session:
+        return service.decide_dose_action(session, viewer, action_id, body.decision.value, body.reason)
+
+
+@router.post("/trials/{trial}/cohort/decision")
+def decide_cohort(trial: str, body: CohortDecisionIn, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+    with store.writing() as session:
+        try:
+            return service.decide_cohort(session, service.trial_by_code(session, trial), viewer, body.design.value,
+                                         body.decision.value, body.dose_level, body.reason,
+                                         check_as_of(body.as_of) or store.today(), body.target)
+        except ValueError as exc:
+            raise Refused(str(exc)) from exc

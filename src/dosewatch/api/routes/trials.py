@@ -1,0 +1,131 @@
+"""A trial's records: imports, patients, assessments, alerts, dose actions, cohort, export."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from ...store import service
+from ...store.scope import Refused
+from ..deps import AsOf, CurrentViewer, StoreDep, UploadBody
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+class AlertStatus(str, Enum):
+    open = "open"
+    acknowledged = "acknowledged"
+    withdrawn = "withdrawn"
+
+
+class ActionStatus(str, Enum):
+    proposed = "proposed"
+    accepted = "accepted"
+    overridden = "overridden"
+    withdrawn = "withdrawn"
+
+
+class Design(str, Enum):
+    three_plus_three = "3+3"
+    boin = "boin"
+    crm = "crm"
+    tite_crm = "tite-crm"
+    tite_boin = "tite-boin"
+
+
+class ExportFormat(str, Enum):
+    fhir = "fhir"
+    sdtm = "sdtm"
+    adlb = "adlb"
+
+
+SkipInvalid = Annotated[bool, Query(description="keep the valid part and report the rest (default: all or nothing)")]
+SiteCode = Annotated[str | None, Query(max_length=64, description="site to enrol new patients at (default: your only site)")]
+Reason = Annotated[str | None, Query(max_length=2000, description="why stored records are corrected (required then)")]
+Target = Annotated[float | None, Query(gt=0, lt=1, description="target toxicity probability (all designs but 3+3)")]
+
+FHIR_BODY = {"requestBody": {"required": True, "content": {
+    "application/fhir+json": {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}}}
+ZIP_BODY = {"requestBody": {"required": True, "content": {
+    "application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.get("")
+def list_trials(viewer: CurrentViewer, store: StoreDep) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from ...store.models import Trial
+
+    with store.reading() as session:
+        return [{"code": t.code, "protocol": t.protocol_id, "protocol_version": t.protocol_version}
+                for t in session.scalars(select(Trial).order_by(Trial.code))]
+
+
+def _import(store, viewer, trial: str, kind: str, body: bytes, site, skip_invalid, reason) -> dict[str, Any]:
+    with store.writing() as session:
+        report = service.import_records(session, service.trial_by_code(session, trial), viewer, kind, body,
+                                        as_of=store.today(), site=site, skip_invalid=skip_invalid, reason=reason)
+    return report.as_dict()
+
+
+@router.post("/{trial}/fhir", openapi_extra=FHIR_BODY)
+def import_fhir(trial: str, viewer: CurrentViewer, store: StoreDep, body: UploadBody, site: SiteCode = None,
+                skip_invalid: SkipInvalid = False, reason: Reason = None) -> dict[str, Any]:
+    """Import a FHIR R4 Bundle: created, updated, unchanged, rejected (with reason and where)."""
+    return _import(store, viewer, trial, "fhir", body, site, skip_invalid, reason)
+
+
+@router.post("/{trial}/sdtm", openapi_extra=ZIP_BODY)
+def import_sdtm(trial: str, viewer: CurrentViewer, store: StoreDep, body: UploadBody, site: SiteCode = None,
+                skip_invalid: SkipInvalid = False, reason: Reason = None) -> dict[str, Any]:
+    """Import a zip of SDTM datasets (DM, LB, EX, ... as CSV or XPT)."""
+    return _import(store, viewer, trial, "sdtm", body, site, skip_invalid, reason)
+
+
+@router.get("/{trial}/patients")
+def patients(trial: str, viewer: CurrentViewer, store: StoreDep) -> list[dict[str, Any]]:
+    with store.reading() as session:
+        return service.list_patients(session, service.trial_by_code(session, trial), viewer)
+
+
+@router.get("/{trial}/patients/{patient_id}/assessment")
+def assessment(trial: str, patient_id: str, viewer: CurrentViewer, store: StoreDep, as_of: AsOf = None) -> dict[str, Any]:
+    """The patient's assessment: the stored one, or as of a date (the JSON of ``dosewatch check --protocol``)."""
+    with store.reading() as session:
+        return service.patient_assessment(session, service.trial_by_code(session, trial), viewer, patient_id, as_of)
+
+
+@router.get("/{trial}/alerts")
+def alerts(trial: str, viewer: CurrentViewer, store: StoreDep, status: AlertStatus | None = None,
+           patient: Annotated[str | None, Query(max_length=200)] = None) -> list[dict[str, Any]]:
+    with store.reading() as session:
+        return service.list_alerts(session, service.trial_by_code(session, trial), viewer,
+                                   status.value if status else None, patient)
+
+
+@router.get("/{trial}/dose-actions")
+def dose_actions(trial: str, viewer: CurrentViewer, store: StoreDep,
+                 status: ActionStatus | None = None) -> list[dict[str, Any]]:
+    with store.reading() as session:
+        return service.list_dose_actions(session, service.trial_by_code(session, trial), viewer,
+                                         status.value if status else None)
+
+
+@router.get("/{trial}/cohort/next")
+def cohort_next(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = Design.three_plus_three,
+                target: Target = None, as_of: AsOf = None) -> dict[str, Any]:
+    """The design's next dose from the monitor's DLT judgement of the patients you may see."""
+    with store.reading() as session:
+        try:
+            return service.cohort_next(session, service.trial_by_code(session, trial), viewer, design.value,
+                                       as_of or store.today(), target)
+        except ValueError as exc:  # a design that does not fit the protocol or the records
+            raise Refused(str(exc)) from exc
+
+
+@router.get("/{trial}/export")
+def export(trial: str, viewer: CurrentViewer, store: StoreDep, format: ExportFormat = ExportFormat.fhir) -> Response:
+    with store.reading() as session:
+        content, media, name = service.export(session, service.trial_by_code(session, trial), viewer, format.value)
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

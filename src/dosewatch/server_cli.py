@@ -1,0 +1,208 @@
+"""Commands of the trial server: ``serve``, ``db upgrade``, ``sites add``, ``users add``,
+``trials add / reassess``, ``audit verify``. Light to import: the server's modules load inside
+each command. Registered by the main app (``dosewatch.cli``)."""
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", envvar="DOSEWATCH_DB", help="Database URL: sqlite:///file.db "
+                                              "or postgresql+psycopg://user@host/db [default: a SQLite file in "
+                                              "$DOSEWATCH_DATA or ~/.dosewatch]")]
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _store(db: str | None):
+    from .store.db import Store
+
+    store = Store(db)
+    store.upgrade()
+    return store
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2)
+
+
+def serve(
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="A demo trial (seed patients at site OSU, a synthetic "
+                                       "patient at site NORTH) and demo users of every role; without --db, in a "
+                                       "fresh demo.db")] = False,
+) -> None:
+    """Start the trial server (HTTP API, OpenAPI at /openapi.json); migrations apply on start."""
+    import uvicorn
+
+    from .api.app import Settings, create_app
+    from .store.db import Store, data_dir, default_url
+
+    today = None
+    if demo:
+        from .store.demo import TODAY, create_demo, login_help
+
+        today = TODAY
+        if db is None:
+            for suffix in ("", "-wal", "-shm"):
+                (data_dir() / f"demo.db{suffix}").unlink(missing_ok=True)
+            db = default_url("demo.db")
+    store = Store(db, today=today)
+    app = create_app(Settings(db_url=store.url, today=today), store=store)
+    typer.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}", err=True)
+    if demo:
+        create_demo(store)
+        typer.echo(login_help(f"http://{host}:{port}"), err=True)
+    uvicorn.run(app, host=host, port=port)
+
+
+db_app = typer.Typer(help="The server's database.", no_args_is_help=True)
+
+
+@db_app.callback()
+def _db_group() -> None:
+    """The server's database. (a group, so that its one command keeps its name)"""
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Apply the database migrations (also done when the server starts)."""
+    store = _store(db)
+    typer.echo(f"database at the newest schema: {store.engine.url.render_as_string(hide_password=True)}")
+
+
+sites_app = typer.Typer(help="Trial sites.", no_args_is_help=True)
+
+
+@sites_app.callback()
+def _sites_group() -> None:
+    """Trial sites. (a group, so that its one command keeps its name)"""
+
+
+@sites_app.command("add")
+def sites_add(
+    code: Annotated[str, typer.Argument(help="Short site code, e.g. OSU")],
+    name: Annotated[Optional[str], typer.Option(help="Full name")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Add a site."""
+    from .store.admin import add_site
+    from .store.scope import Refused
+
+    try:
+        with _store(db).writing() as session:
+            add_site(session, _actor(), code, name)
+    except Refused as exc:
+        _fail(exc)
+    typer.echo(f"site {code} added")
+
+
+users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+
+
+@users_app.callback()
+def _users_group() -> None:
+    """Users and their roles. (a group, so that its one command keeps its name)"""
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (the login)")],
+    role: Annotated[str, typer.Option(help="admin, investigator, nurse, statistician or monitor")],
+    site: Annotated[Optional[list[str]], typer.Option(help="Site code (repeat for several); investigators and nurses")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Add a user; the password is stored as an Argon2 hash (there is no default password)."""
+    from .store.admin import add_user
+    from .store.scope import NotFound, Refused
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        with _store(db).writing() as session:
+            add_user(session, _actor(), name, role, password, site or [])
+    except (Refused, NotFound) as exc:
+        _fail(exc)
+    typer.echo(f"user {name} ({role}) added")
+
+
+trials_app = typer.Typer(help="Trials and their protocols.", no_args_is_help=True)
+
+
+@trials_app.callback()
+def _trials_group() -> None:
+    """Trials and their protocols. (a group, so that its one command keeps its name)"""
+
+
+@trials_app.command("add")
+def trials_add(
+    code: Annotated[str, typer.Argument(help="Trial code used in the API's URLs")],
+    protocol: Annotated[str, typer.Option(help="Built-in protocol id or protocol YAML file")],
+    db: DbOpt = None,
+) -> None:
+    """Add a trial; its protocol (and every later version) is stored."""
+    from .errors import InputError
+    from .store.admin import add_trial
+    from .store.scope import Refused
+
+    try:
+        with _store(db).writing() as session:
+            trial = add_trial(session, _actor(), code, protocol)
+            version = trial.protocol_version
+    except (Refused, InputError) as exc:
+        _fail(exc)
+    typer.echo(f"trial {code} added on protocol {protocol} version {version}")
+
+
+@trials_app.command("reassess")
+def trials_reassess(
+    code: Annotated[str, typer.Argument(help="Trial code")],
+    as_of: Annotated[Optional[str], typer.Option(help="Assessment date YYYY-MM-DD [default: today]")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Reassess every patient (the daily run: overdue labs and missed doses raise alerts without new data)."""
+    import datetime as dt
+
+    from .store.admin import trial_by_code
+    from .store.assess import recompute_all
+    from .store.scope import NotFound
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+        with _store(db).writing() as session:
+            n = recompute_all(session, trial_by_code(session, code), day)
+    except (NotFound, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"{n} patient(s) of {code} reassessed as of {day}")
+
+
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+
+
+@audit_app.callback()
+def _audit_group() -> None:
+    """The audit trail. (a group, so that its one command keeps its name)"""
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOpt = None) -> None:
+    """Check the audit trail's hash chain; names the first entry edited, removed or reordered. Exit 1 if any."""
+    from .store.audit import verify
+
+    with _store(db).reading() as session:
+        result = verify(session)
+    if result.ok:
+        typer.echo(f"audit trail intact: {result.entries} entries")
+        return
+    typer.echo(f"audit trail broken at entry {result.first_bad}: {result.problem}")
+    raise typer.Exit(code=1)

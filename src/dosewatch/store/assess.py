@@ -1,0 +1,84 @@
+"""Assessments in the database: the monitor (``dosewatch.monitor.evaluate``) run on stored records.
+
+After an import only the patients whose data changed are recomputed; ``recompute_all`` is the
+daily run, so that an overdue lab or a missed dose raises its alert without new data. Alerts and
+dose actions are matched across runs by a key (rule, date, message / action), so an
+acknowledgement or a decision stays with its alert or action; one that the new assessment no
+longer gives is marked withdrawn, never deleted.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..monitor import evaluate
+from ..protocols.model import Protocol
+from .audit import now
+from .models import Alert, Assessment, DoseAction, Patient, ProtocolVersion, Trial
+from .records import load_cohort
+from .scope import SYSTEM
+
+
+def trial_protocol(session: Session, trial: Trial) -> Protocol:
+    """The protocol version in force for ``trial``."""
+    row = session.scalar(select(ProtocolVersion).where(ProtocolVersion.trial_id == trial.id,
+                                                       ProtocolVersion.version == trial.protocol_version))
+    return Protocol.model_validate(row.definition)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+def recompute(session: Session, trial: Trial, patient_pks: list[int], as_of: dt.date) -> int:
+    """Assess these patients as of ``as_of`` and store the assessments, alerts and dose actions."""
+    if not patient_pks:
+        return 0
+    protocol = trial_protocol(session, trial)
+    patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.id.in_(patient_pks)))}
+    cohort = load_cohort(session, trial.id, SYSTEM, patient_pks)
+    stamp = now()
+    for a in evaluate(cohort, protocol, as_of):
+        p = patients[a.patient_id]
+        data = a.as_dict()
+        row = session.scalar(select(Assessment).where(Assessment.patient_pk == p.id))
+        if row is None:
+            row = Assessment(trial_id=trial.id, site_id=p.site_id, patient_pk=p.id)
+            session.add(row)
+        row.as_of, row.protocol_version, row.data, row.computed_at = as_of, protocol.version, data, stamp
+        _sync(session, Alert, p, trial, protocol.version,
+              {_key(x["rule"], x["date"], x["message"]): x for x in data["alerts"] if x["severity"] != "info"},
+              live="open", withdrawn_from=("open",))
+        _sync(session, DoseAction, p, trial, protocol.version,
+              {_key(x["rule"], x["date"], x["drug"], x["action"], x["level"]): x for x in data["dose_actions"]},
+              live="proposed", withdrawn_from=("proposed",))
+    session.flush()
+    return len(patients)
+
+
+def _sync(session: Session, model, patient: Patient, trial: Trial, version: int, current: dict[str, dict],
+          live: str, withdrawn_from: tuple[str, ...]) -> None:
+    stored = {r.key: r for r in session.scalars(select(model).where(model.patient_pk == patient.id))}
+    for key, item in current.items():
+        row = stored.get(key)
+        if row is None:
+            extra = ({"severity": item["severity"], "rule": item["rule"], "message": item["message"]}
+                     if model is Alert else {"action": item["action"]})
+            session.add(model(trial_id=trial.id, site_id=patient.site_id, patient_pk=patient.id, key=key,
+                              date=dt.date.fromisoformat(item["date"]), data=item, protocol_version=version,
+                              status=live, **extra))
+        elif row.status == "withdrawn":
+            row.status = live
+    for key, row in stored.items():
+        if key not in current and row.status in withdrawn_from:
+            row.status = "withdrawn"
+
+
+def recompute_all(session: Session, trial: Trial, as_of: dt.date) -> int:
+    """The daily run: every patient of the trial."""
+    pks = list(session.scalars(select(Patient.id).where(Patient.trial_id == trial.id, Patient.deleted.is_(False))))
+    return recompute(session, trial, pks, as_of)

@@ -1,0 +1,112 @@
+"""Engine, sessions and migrations for SQLite (default, a file in the data folder) or PostgreSQL.
+
+Writes take one lock first (``Store.writing``): ``BEGIN IMMEDIATE`` on SQLite, a row lock on the
+audit chain's head on PostgreSQL. So writers run one at a time, the audit chain never forks and an
+import never interleaves with another; readers are not blocked (SQLite WAL, PostgreSQL MVCC).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import AuditHead
+
+
+def data_dir() -> Path:
+    """Where the default database and the token key live: $DOSEWATCH_DATA, else ~/.dosewatch."""
+    return Path(os.environ.get("DOSEWATCH_DATA") or Path.home() / ".dosewatch")
+
+
+def default_url(name: str = "dosewatch.db") -> str:
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / name}"
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        # We emit BEGIN ourselves (pysqlite's own transaction handling would start it late).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # an acknowledged import survives a power cut
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """A database: ``reading()`` and ``writing()`` give sessions; ``today()`` is the assessment
+    date (fixed in the demo, whose data are from 2007)."""
+
+    def __init__(self, url: str | None = None, *, today: dt.date | None = None):
+        self.url = url or default_url()
+        self.engine = make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer_sessions = sessionmaker(self.engine.execution_options(writer=True), expire_on_commit=False)
+        self.fixed_today = today
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def today(self) -> dt.date:
+        return self.fixed_today or dt.date.today()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A transaction that holds the write lock from its first statement; committed at the end
+        of the block, rolled back on any exception."""
+        with self._writer_sessions() as session, session.begin():
+            if not self.is_sqlite:
+                session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+            yield session
+
+    def upgrade(self) -> None:
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def migrations_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("dosewatch.store") / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations shipped in the package."""
+    from alembic import command
+
+    cfg = migrations_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

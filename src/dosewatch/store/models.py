@@ -1,0 +1,233 @@
+"""The trial server's tables (SQLAlchemy 2 typed declarative models).
+
+Clinical records keep the canonical record's columns (``dosewatch.record``): converted value and
+unit beside the original ones. Every patient-linked row carries its ``site_id`` so that site
+scoping is one filter on one column (``store.scope.scoped``). Nothing clinical is deleted: a row
+is marked ``deleted`` with a reason. The audit table is append-only and hash-chained
+(``store.audit``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ROLES = ("admin", "investigator", "nurse", "statistician", "monitor")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))  # one of ROLES
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class UserSite(Base):
+    """The sites an investigator or nurse works at (other roles see every site)."""
+
+    __tablename__ = "user_sites"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    protocol_id: Mapped[str] = mapped_column(String(200))
+    protocol_version: Mapped[int] = mapped_column(Integer)  # the version in force
+
+
+class ProtocolVersion(Base):
+    """Every version of a trial's protocol, as the validated protocol's JSON."""
+
+    __tablename__ = "protocol_versions"
+    __table_args__ = (UniqueConstraint("trial_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    protocol_id: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("trial_id", "patient_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(String(200))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    deceased_date: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(Text)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class _Record:
+    """Columns shared by observations, doses and events."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    time: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    date: Mapped[dt.date | None] = mapped_column(Date)
+    time_known: Mapped[bool | None] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(Text)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Observation(_Record, Base):
+    __tablename__ = "observations"
+    __table_args__ = (UniqueConstraint("trial_id", "obs_id"),)
+    obs_id: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str | None] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(40))
+    orig_value: Mapped[float | None] = mapped_column(Float)
+    orig_unit: Mapped[str | None] = mapped_column(String(80))
+    ref_low: Mapped[float | None] = mapped_column(Float)
+    ref_high: Mapped[float | None] = mapped_column(Float)
+    body_site: Mapped[str | None] = mapped_column(String(200))  # the record's "site" (lymph-node region)
+    tz_offset_min: Mapped[int | None] = mapped_column(Integer)
+
+
+class Dose(_Record, Base):
+    __tablename__ = "doses"
+    __table_args__ = (UniqueConstraint("trial_id", "dose_id"),)
+    dose_id: Mapped[str] = mapped_column(String(200))
+    drug: Mapped[str | None] = mapped_column(String(100))
+    rxnorm: Mapped[str | None] = mapped_column(String(40))
+    dose: Mapped[float | None] = mapped_column(Float)
+    dose_unit: Mapped[str | None] = mapped_column(String(40))
+    route: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str | None] = mapped_column(String(40))
+
+
+class Event(_Record, Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("trial_id", "event_id"),)
+    event_id: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str | None] = mapped_column(String(40))
+    term: Mapped[str | None] = mapped_column(Text)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    grade: Mapped[int | None] = mapped_column(Integer)
+
+
+class Assessment(Base):
+    """The latest assessment of a patient: the monitor's JSON and the protocol version it used."""
+
+    __tablename__ = "assessments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), unique=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict] = mapped_column(JSON)
+    computed_at: Mapped[str] = mapped_column(String(40))
+
+
+class Alert(Base):
+    """An alert the monitor raised (info alerts are not stored). ``key`` identifies it across
+    recomputations so that an acknowledgement sticks."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("patient_pk", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    date: Mapped[dt.date] = mapped_column(Date)
+    severity: Mapped[str] = mapped_column(String(20))
+    rule: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON)  # the alert as in the assessment JSON
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | acknowledged | withdrawn
+    ack_by: Mapped[str | None] = mapped_column(String(64))
+    ack_at: Mapped[str | None] = mapped_column(String(40))
+    ack_note: Mapped[str | None] = mapped_column(Text)
+
+
+class DoseAction(Base):
+    """A dose action the protocol's rules gave, and the investigator's decision on it."""
+
+    __tablename__ = "dose_actions"
+    __table_args__ = (UniqueConstraint("patient_pk", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    date: Mapped[dt.date] = mapped_column(Date)
+    action: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(JSON)
+    protocol_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed | accepted | overridden | withdrawn
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class CohortDecision(Base):
+    """A statistician's decision on the next cohort, with the design's recommendation beside it."""
+
+    __tablename__ = "cohort_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
+    design: Mapped[str] = mapped_column(String(40))
+    recommendation: Mapped[dict] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(20))  # accepted | overridden
+    dose_level: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[str] = mapped_column(String(40))
+
+
+class AuditEntry(Base):
+    """Append-only. ``hash`` is the SHA-256 of this entry's fields and ``prev_hash`` (the previous
+    entry's hash); ids are given in order by the writer holding the chain's lock."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # UTC ISO 8601, as hashed
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))  # create | update | delete | acknowledge | decide | ...
+    entity: Mapped[str] = mapped_column(String(40))  # table name
+    entity_id: Mapped[str] = mapped_column(String(200))
+    trial_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    site_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    before: Mapped[str | None] = mapped_column(Text)  # canonical JSON, as hashed
+    after: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last entry's id and hash. Every writer locks it first, so the chain has one
+    writer at a time, and removing the newest entries is detected too."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))

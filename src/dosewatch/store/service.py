@@ -1,0 +1,296 @@
+"""What the API routes and the commands do, as functions of a session and a viewer.
+
+Every list and lookup goes through ``scope.scoped``: a user never gets a row of a site they do not
+work at, and a lookup of one answers ``NotFound`` exactly as for a row that does not exist.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import InputError, Problem
+from .admin import trial_by_code  # noqa: F401  (part of this module's interface)
+from .assess import recompute, trial_protocol
+from .audit import Change, append, now
+from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
+from .records import ImportReport, import_cohort, load_cohort
+from .scope import NotFound, Refused, Viewer, require, scoped
+
+MAX_ZIP_MEMBERS = 50
+MAX_UNZIPPED = 500 * 1024 * 1024
+
+
+# ------------------------------------------------------------------------------------------ imports
+
+def _import_site(session: Session, viewer: Viewer, site: str | None) -> int | None:
+    """The site new patients are enrolled at: the one given, else the viewer's only site."""
+    if site is None:
+        return next(iter(viewer.site_ids)) if viewer.site_ids and len(viewer.site_ids) == 1 else None
+    row = session.scalar(select(Site).where(Site.code == site))
+    if row is None or not viewer.can_see_site(row.id):
+        raise NotFound(f"no site {site!r}")
+    return row.id
+
+
+def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes, *, as_of: dt.date,
+                   site: str | None = None, skip_invalid: bool = False, reason: str | None = None,
+                   name: str | None = None) -> ImportReport:
+    """Import a FHIR Bundle (``kind="fhir"``, JSON bytes) or a zip of SDTM datasets (``"sdtm"``),
+    then reassess the patients whose data changed, in the caller's write transaction."""
+    require(viewer, "import")
+    site_id = _import_site(session, viewer, site)
+    with tempfile.TemporaryDirectory(prefix="dosewatch-import-") as tmp:
+        if kind == "fhir":
+            from ..io.fhir import read_fhir
+
+            path = Path(tmp) / _safe_name(name, "bundle.json")
+            path.write_bytes(data)
+            read = read_fhir(path, collect=True)
+        elif kind == "sdtm":
+            from ..io.sdtm import read_sdtm
+
+            read = read_sdtm(_unzip(data, Path(tmp), name or "upload.zip"), collect=True)
+        else:
+            raise Refused(f"unknown import kind {kind!r}")
+    report = import_cohort(session, trial, read, viewer, site_id=site_id, skip_invalid=skip_invalid, reason=reason)
+    recompute(session, trial, report.changed_pks, as_of)
+    return report
+
+
+def _safe_name(name: str | None, default: str) -> str:
+    base = Path(name or default).name
+    return base if base and base.replace(".", "").replace("-", "").replace("_", "").isalnum() else default
+
+
+def _unzip(data: bytes, folder: Path, name: str) -> Path:
+    """Extract the CSV / XPT datasets of a zip (flat: folders inside the zip are ignored), refusing
+    zip bombs and anything that is not a dataset."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise InputError([Problem(name, "(file)", "not a zip file")]) from None
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise InputError([Problem(name, "(file)", f"more than {MAX_ZIP_MEMBERS} files in the zip")])
+    if sum(m.file_size for m in members) > MAX_UNZIPPED:
+        raise InputError([Problem(name, "(file)", "the zip unpacks to more than the size limit")])
+    out = folder / "sdtm"
+    out.mkdir()
+    for m in members:
+        base = Path(m.filename).name
+        if Path(base).suffix.lower() not in (".csv", ".xpt") or base.startswith("."):
+            continue
+        if (out / base).exists():
+            raise InputError([Problem(f"{name} {m.filename}", "(file)", f"two files named {base}")])
+        with archive.open(m) as src:
+            (out / base).write_bytes(src.read(MAX_UNZIPPED + 1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ reads
+
+def patient_by_id(session: Session, trial: Trial, viewer: Viewer, patient_id: str) -> Patient:
+    stmt = select(Patient).where(Patient.trial_id == trial.id, Patient.patient_id == patient_id,
+                                 Patient.deleted.is_(False))
+    patient = session.scalar(scoped(stmt, Patient, viewer))
+    if patient is None:
+        raise NotFound(f"no patient {patient_id!r} in trial {trial.code}")
+    return patient
+
+
+def list_patients(session: Session, trial: Trial, viewer: Viewer) -> list[dict[str, Any]]:
+    from .models import Assessment
+
+    stmt = (select(Patient, Site.code, Assessment.data)
+            .join(Site, Site.id == Patient.site_id)
+            .outerjoin(Assessment, Assessment.patient_pk == Patient.id)
+            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)).order_by(Patient.patient_id))
+    out = []
+    for p, site, data in session.execute(scoped(stmt, Patient, viewer)):
+        out.append({"patient_id": p.patient_id, "site": site, "sex": p.sex, "birth_date": p.birth_date,
+                    "deceased_date": p.deceased_date, "state": (data or {}).get("state"),
+                    "study_day": (data or {}).get("study_day"), "as_of": (data or {}).get("as_of")})
+    return out
+
+
+def patient_assessment(session: Session, trial: Trial, viewer: Viewer, patient_id: str,
+                       as_of: dt.date | None) -> dict[str, Any]:
+    """The stored assessment, or (with ``as_of``) one computed now from the stored record: the same
+    JSON as one patient of ``dosewatch check --protocol``."""
+    from ..monitor import evaluate
+    from .models import Assessment
+
+    patient = patient_by_id(session, trial, viewer, patient_id)
+    if as_of is None:
+        row = session.scalar(select(Assessment).where(Assessment.patient_pk == patient.id))
+        if row is not None:
+            return row.data
+    cohort = load_cohort(session, trial.id, viewer, [patient.id])
+    return evaluate(cohort, trial_protocol(session, trial), as_of)[0].as_dict()
+
+
+def _alert_dict(a: Alert, patient_id: str) -> dict[str, Any]:
+    return {"id": a.id, "patient_id": patient_id, "status": a.status, "severity": a.severity, "rule": a.rule,
+            "date": a.date, "message": a.message, "evidence": a.data.get("evidence", []),
+            "study_day": a.data.get("study_day"), "protocol_version": a.protocol_version,
+            "ack_by": a.ack_by, "ack_at": a.ack_at, "ack_note": a.ack_note}
+
+
+def list_alerts(session: Session, trial: Trial, viewer: Viewer, status: str | None = None,
+                patient_id: str | None = None) -> list[dict[str, Any]]:
+    stmt = (select(Alert, Patient.patient_id).join(Patient, Patient.id == Alert.patient_pk)
+            .where(Alert.trial_id == trial.id).order_by(Alert.date, Alert.id))
+    if status:
+        stmt = stmt.where(Alert.status == status)
+    if patient_id:
+        stmt = stmt.where(Patient.patient_id == patient_id)
+    return [_alert_dict(a, pid) for a, pid in session.execute(scoped(stmt, Alert, viewer))]
+
+
+def _dose_action_dict(d: DoseAction, patient_id: str) -> dict[str, Any]:
+    return {"id": d.id, "patient_id": patient_id, "status": d.status, **d.data, "protocol_version": d.protocol_version,
+            "decided_by": d.decided_by, "decided_at": d.decided_at, "decision_reason": d.reason}
+
+
+def list_dose_actions(session: Session, trial: Trial, viewer: Viewer, status: str | None = None) -> list[dict[str, Any]]:
+    stmt = (select(DoseAction, Patient.patient_id).join(Patient, Patient.id == DoseAction.patient_pk)
+            .where(DoseAction.trial_id == trial.id).order_by(DoseAction.date, DoseAction.id))
+    if status:
+        stmt = stmt.where(DoseAction.status == status)
+    return [_dose_action_dict(d, pid) for d, pid in session.execute(scoped(stmt, DoseAction, viewer))]
+
+
+def audit_entries(session: Session, viewer: Viewer, patient_id: str | None = None, trial: Trial | None = None,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Audit entries, newest first. Site-scoped users see the entries of their sites' patients only."""
+    import json
+
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if patient_id is not None:
+        stmt = stmt.where(AuditEntry.patient_id == patient_id)
+    if trial is not None:
+        stmt = stmt.where(AuditEntry.trial_id == trial.id)
+    out = []
+    for e in session.scalars(scoped(stmt, AuditEntry, viewer)):
+        out.append({"id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "entity": e.entity,
+                    "entity_id": e.entity_id, "patient_id": e.patient_id,
+                    "before": json.loads(e.before) if e.before else None,
+                    "after": json.loads(e.after) if e.after else None, "reason": e.reason, "hash": e.hash})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ decisions
+
+def acknowledge(session: Session, viewer: Viewer, alert_id: int, note: str | None) -> dict[str, Any]:
+    require(viewer, "acknowledge")
+    row = session.execute(scoped(select(Alert, Patient.patient_id).join(Patient, Patient.id == Alert.patient_pk)
+                                 .where(Alert.id == alert_id), Alert, viewer)).first()
+    if row is None:
+        raise NotFound(f"no alert {alert_id}")
+    alert, pid = row
+    if alert.status != "open":
+        raise Refused(f"alert {alert_id} is {alert.status}, not open")
+    alert.status, alert.ack_by, alert.ack_at, alert.ack_note = "acknowledged", viewer.name, now(), note
+    append(session, [Change(viewer.name, "acknowledge", "alert", str(alert.id), {"status": "open"},
+                            {"status": "acknowledged", "note": note}, note, alert.trial_id, alert.site_id, pid)])
+    return _alert_dict(alert, pid)
+
+
+def decide_dose_action(session: Session, viewer: Viewer, action_id: int, decision: str,
+                       reason: str | None) -> dict[str, Any]:
+    """Accept or override a proposed dose action; an override needs the reason."""
+    require(viewer, "decide_dose")
+    row = session.execute(scoped(select(DoseAction, Patient.patient_id)
+                                 .join(Patient, Patient.id == DoseAction.patient_pk)
+                                 .where(DoseAction.id == action_id), DoseAction, viewer)).first()
+    if row is None:
+        raise NotFound(f"no dose action {action_id}")
+    action, pid = row
+    if decision not in ("accepted", "overridden"):
+        raise Refused("decision is accepted or overridden")
+    if decision == "overridden" and not (reason and reason.strip()):
+        raise Refused("an override needs the reason")
+    if action.status != "proposed":
+        raise Refused(f"dose action {action_id} is {action.status}, not proposed")
+    action.status, action.decided_by, action.decided_at, action.reason = decision, viewer.name, now(), reason
+    append(session, [Change(viewer.name, "decide", "dose_action", str(action.id), {"status": "proposed"},
+                            {"status": decision, "action": action.action, "date": action.date}, reason,
+                            action.trial_id, action.site_id, pid)])
+    return _dose_action_dict(action, pid)
+
+
+def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_of: dt.date | None,
+                target: float | None = None) -> dict[str, Any]:
+    """The design's next dose from the patients the viewer may see (``scope`` says which)."""
+    from ..escalation.cohort_cli import next_from_records
+
+    cohort = load_cohort(session, trial.id, viewer)
+    rec, used, left = next_from_records(cohort, trial_protocol(session, trial), design, as_of=as_of, target=target)
+    scope = "all sites" if viewer.all_sites else "your sites only"
+    return {**rec.to_dict(), "protocol": trial.protocol_id, "protocol_version": trial.protocol_version,
+            "design": design, "scope": scope,
+            "cohort": [{"patient_id": r.patient_id, "dose": r.dose, "dlt": r.dlt, "followup": r.followup,
+                        "status": r.status} for r in used],
+            "not_counted": [r.patient_id for r in left]}
+
+
+def decide_cohort(session: Session, trial: Trial, viewer: Viewer, design: str, decision: str, dose_level: int | None,
+                  reason: str | None, as_of: dt.date | None, target: float | None = None) -> dict[str, Any]:
+    require(viewer, "decide_cohort")
+    if decision not in ("accepted", "overridden"):
+        raise Refused("decision is accepted or overridden")
+    rec = cohort_next(session, trial, viewer, design, as_of, target)
+    if decision == "overridden" and not (reason and reason.strip()):
+        raise Refused("an override needs the reason")
+    level = rec["next_dose"] if decision == "accepted" else dose_level
+    row = CohortDecision(trial_id=trial.id, design=design, recommendation=_jsonable(rec), decision=decision,
+                         dose_level=level, reason=reason, decided_by=viewer.name, decided_at=now())
+    session.add(row)
+    session.flush()
+    append(session, [Change(viewer.name, "decide", "cohort_decision", str(row.id), None,
+                            {"decision": decision, "dose_level": level, "recommended": rec["next_dose"]},
+                            reason, trial.id)])
+    return {"id": row.id, "decision": decision, "dose_level": level, "recommendation": row.recommendation}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+# ------------------------------------------------------------------------------------------ export
+
+def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[bytes, str, str]:
+    """(content, media type, file name) of the viewer's part of the trial as FHIR, SDTM (zip) or ADLB."""
+    cohort = load_cohort(session, trial.id, viewer)
+    day1 = cohort.first_dose_dates(trial_protocol(session, trial).study_drug.drug)
+    if fmt == "fhir":
+        import json
+
+        from ..io.fhir import cohort_to_bundle
+
+        return json.dumps(cohort_to_bundle(cohort), indent=1).encode(), "application/fhir+json", f"{trial.code}.json"
+    with tempfile.TemporaryDirectory(prefix="dosewatch-export-") as tmp:
+        if fmt == "sdtm":
+            from ..io.sdtm import write_sdtm
+
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for path in write_sdtm(cohort, Path(tmp), studyid=trial.code):
+                    zf.write(path, path.name)
+            return buf.getvalue(), "application/zip", f"{trial.code}-sdtm.zip"
+        if fmt == "adlb":
+            from ..export import write_adlb
+
+            out = Path(tmp) / "adlb.csv"
+            write_adlb(cohort, day1, out, "ctcae-5.0")
+            return out.read_bytes(), "text/csv", f"{trial.code}-adlb.csv"
+    raise Refused(f"unknown export format {fmt!r}: use fhir, sdtm or adlb")
