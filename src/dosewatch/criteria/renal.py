@@ -213,35 +213,41 @@ def detect_aki(
     baseline = baseline or settings["baseline"]
     per_mg_dl = catalog()["CREAT"].conversion("mg/dL")[0]
     rows = _creatinine_rows(cohort, day1, baseline)
-    by_id = {r["obs_id"]: r for r in rows.iter_rows(named=True)}
     # Episodes: runs of consecutive AKI rows among the creatinines dated on or after day 1.
     on_study = rows.filter(pl.col("date") >= pl.col("day1")).with_columns(
         (pl.col("aki") != pl.col("aki").shift(1).over("patient_id")).fill_null(True).cum_sum().over("patient_id").alias("run")
     )
+    episodes: dict[tuple[str, int], list[dict]] = {}
+    for r in on_study.filter(pl.col("aki")).iter_rows(named=True):
+        episodes.setdefault((r["patient_id"], r["run"]), []).append(r)
+    # Only the comparators that evidence will name are looked up (not every creatinine).
+    refs = {r[k] for ep in episodes.values() for r in ep for k in ("min_48h_id", "base_id") if r[k] is not None}
+    by_id = {r["obs_id"]: r for r in rows.filter(pl.col("obs_id").is_in(list(refs))).iter_rows(named=True)}
     codes = [ct_row["event"] for ct_row in ct["grades"]] + [aki["stage3_rrt"]["event"]]
-    clinical = clinical_events(cohort, sorted(set(codes)))
+    clinical: dict[str, list[dict]] = {}
+    for fact in clinical_events(cohort, sorted(set(codes))).sort("date", maintain_order=True).iter_rows(named=True):
+        clinical.setdefault(fact["patient_id"], []).append(fact)
     out: list[Event] = []
-    for (pid, _), ep in on_study.filter(pl.col("aki")).group_by(["patient_id", "run"], maintain_order=True):
-        ep_rows = list(ep.iter_rows(named=True))
+    for (pid, _), ep_rows in episodes.items():
         first, last = ep_rows[0], ep_rows[-1]
         peak = max(ep_rows, key=lambda r: (r["stage"], r["ratio"] or 0.0, r["value"]))
         span_end = last["date"] + dt.timedelta(days=settings["event_grace_days"])
-        facts = events_between(clinical, pid, first["date"], span_end)
-        rrt = facts.filter(pl.col("code") == aki["stage3_rrt"]["event"]).head(1)
+        facts = [f for f in clinical.get(pid, ()) if first["date"] <= f["date"] <= span_end]
+        rrt = next((f for f in facts if f["code"] == aki["stage3_rrt"]["event"]), None)
         stage, how = peak["stage"], _stage_reason(peak, aki, tol=settings["tolerance"])
         evidence = _row_evidence(first, by_id, per_mg_dl)
         if peak["obs_id"] != first["obs_id"]:
             seen = {e.ref for e in evidence}
             evidence += [e for e in _row_evidence(peak, by_id, per_mg_dl) if e.ref not in seen]
-        if rrt.height:
+        if rrt is not None:
             stage, how = 3, "renal replacement therapy started"
-            evidence.append(event_evidence(rrt.row(0, named=True), "renal replacement therapy: KDIGO stage 3"))
+            evidence.append(event_evidence(rrt, "renal replacement therapy: KDIGO stage 3"))
         detail = {"baseline": baseline, "stage_by": how, "last_aki_date": last["date"].isoformat()}
         out.append(Event(pid, aki["term"], aki["criteria"], stage, first["date"], tuple(evidence), f"stage-{stage}", detail))
-        graded = [(g["grade"], g) for g in ct["grades"] if facts.filter(pl.col("code") == g["event"]).height]
+        graded = [(g["grade"], g) for g in ct["grades"] if any(f["code"] == g["event"] for f in facts)]
         if graded:
             grade, g = max(graded, key=lambda x: x[0])
-            fact = facts.filter(pl.col("code") == g["event"]).row(0, named=True)
+            fact = next(f for f in facts if f["code"] == g["event"])
             ev = (*evidence[:2], event_evidence(fact, g["source"]))
             out.append(Event(pid, ct["term"], ct["criteria"], grade, first["date"], ev, f"grade-{grade}"))
     return out

@@ -4,10 +4,16 @@ The plan is what the protocol asks for: the study drug's dose (ramp-up, cycles, 
 intra-patient escalation), each prophylaxis drug's dose, and the required assessments. Dose
 changes decided along the way (hold, resume at a level, reduce, escalate, discontinue) are
 applied in study-day order and change the plan from the day they take effect.
+
+A plan depends on day 1 only through its dates, so each plan is built once per protocol, length,
+changes and escalation, relative to day 1 (``offset``: days after day 1), and cached; the dated
+plans add day 1 to the offsets as one column operation.
 """
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -53,11 +59,76 @@ def date_of(day1: dt.date, day: int) -> dt.date:
     return day1 + dt.timedelta(days=day - 1 if day >= 1 else day)
 
 
+_EPOCH = dt.date(1970, 1, 1)
+_CACHE: OrderedDict[tuple, tuple[Protocol, pl.DataFrame]] = OrderedDict()
+_CACHE_SIZE = 512
+
+
+def _cached(build: Callable[..., pl.DataFrame], protocol: Protocol, *args) -> pl.DataFrame:
+    """``build(protocol, *args)``, memoised by protocol id, version and arguments. The protocol is
+    compared as well, so an edited protocol that kept its id and version is not served a stale plan."""
+    key = (build.__name__, protocol.id, protocol.version, *args)
+    hit = _CACHE.get(key)
+    if hit is not None and (hit[0] is protocol or hit[0] == protocol):
+        _CACHE.move_to_end(key)
+        return hit[1]
+    frame = build(protocol, *args)
+    _CACHE[key] = (protocol, frame)
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return frame
+
+
+def _offset(day: int) -> int:
+    """Calendar days from day 1 to a study day (there is no day 0)."""
+    return day - 1 if day >= 1 else day
+
+
+def _dated(relative: pl.DataFrame, day1: dt.date, schema: dict) -> pl.DataFrame:
+    date = (pl.col("offset") + (day1 - _EPOCH).days).cast(pl.Date).alias("date")
+    return relative.with_columns(date).select(list(schema))
+
+
+def relative_study_drug_plan(protocol: Protocol, n_days: int, changes: tuple[DoseChange, ...] | list[DoseChange] = (),
+                             escalate: bool = True) -> pl.DataFrame:
+    """``study_drug_plan`` without dates (``offset`` from day 1 instead), cached. A plan for fewer days
+    is a prefix of a longer one with the same changes."""
+    return _cached(_study_drug_rows, protocol, n_days, tuple(changes), escalate)
+
+
+def relative_prophylaxis_plan(protocol: Protocol, n_days: int) -> pl.DataFrame:
+    """``prophylaxis_plan`` without dates, cached; for fewer days, the rows with ``study_day <= n_days``."""
+    return _cached(_prophylaxis_rows, protocol, n_days)
+
+
+def relative_assessment_plan(protocol: Protocol, n_days: int) -> pl.DataFrame:
+    """``assessment_plan`` without dates, cached; for fewer days, the rows with ``study_day <= n_days``."""
+    return _cached(_assessment_rows, protocol, n_days)
+
+
 def study_drug_plan(protocol: Protocol, day1: dt.date, n_days: int, changes: list[DoseChange] = (),
                     escalate: bool = True) -> pl.DataFrame:
     """The study drug's planned dose per study day 1..n_days (state: on, off-day, held, ramp-up,
     discontinued). ``escalate=False`` plans no intra-patient escalation (the monitor passes the
     escalations it actually allows as changes)."""
+    return _dated(relative_study_drug_plan(protocol, n_days, changes, escalate), day1, PLAN_SCHEMA)
+
+
+def prophylaxis_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
+    """Planned prophylaxis doses (only the days a dose is due), from its start offset to n_days."""
+    return _dated(relative_prophylaxis_plan(protocol, n_days), day1, PLAN_SCHEMA)
+
+
+def assessment_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
+    """Required assessments per day: one row per (day, assessment, code)."""
+    return _dated(relative_assessment_plan(protocol, n_days), day1, ASSESS_SCHEMA)
+
+
+def _relative_frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"offset": pl.Int32, **{k: v for k, v in schema.items() if k != "date"}}, orient="row")
+
+
+def _study_drug_rows(protocol: Protocol, n_days: int, changes: tuple[DoseChange, ...], escalate: bool) -> pl.DataFrame:
     sd = protocol.study_drug
     ramp_days = [(i + 1, step.dose) for i, step in enumerate(sd.ramp_up) for _ in range(step.days)]
     ramp_start = sd.ramp_up_start_day
@@ -97,13 +168,12 @@ def study_drug_plan(protocol: Protocol, day1: dt.date, n_days: int, changes: lis
             state = "ramp-up" if ramp_step else "on"
         if state == "on" and (day - 1) % sd.every_days_at(level):  # every-other-day levels
             state, dose = "off-day", 0.0
-        rows.append(("study_drug", date_of(day1, day), day, cycle, cday, sd.drug, "study", dose, sd.unit, level, state,
+        rows.append((_offset(day), "study_drug", day, cycle, cday, sd.drug, "study", dose, sd.unit, level, state,
                      ramp_step, sd.source))
-    return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
+    return _relative_frame(rows, PLAN_SCHEMA)
 
 
-def prophylaxis_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
-    """Planned prophylaxis doses (only the days a dose is due), from its start offset to n_days."""
+def _prophylaxis_rows(protocol: Protocol, n_days: int) -> pl.DataFrame:
     sd = protocol.study_drug
     rows = []
     for p in protocol.prophylaxis:
@@ -115,14 +185,13 @@ def prophylaxis_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataF
             look_cycle, look_day = (1, 1) if day < 1 else (cycle, cday)
             for step in p.steps:
                 if step.applies(look_cycle, look_day):
-                    rows.append((p.id, date_of(day1, day), day, cycle, cday, p.drug, p.role, step.dose, p.unit, None,
+                    rows.append((_offset(day), p.id, day, cycle, cday, p.drug, p.role, step.dose, p.unit, None,
                                  "planned", None, p.source))
                     break
-    return pl.DataFrame(rows, schema=PLAN_SCHEMA, orient="row")
+    return _relative_frame(rows, PLAN_SCHEMA)
 
 
-def assessment_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFrame:
-    """Required assessments per day: one row per (day, assessment, code)."""
+def _assessment_rows(protocol: Protocol, n_days: int) -> pl.DataFrame:
     sd = protocol.study_drug
     rows = []
     for day in range(1, n_days + 1):
@@ -130,8 +199,8 @@ def assessment_plan(protocol: Protocol, day1: dt.date, n_days: int) -> pl.DataFr
         for a in protocol.monitoring:
             if any(s.applies(cycle, cday) for s in a.schedule):
                 for code in a.codes:
-                    rows.append((date_of(day1, day), day, cycle, cday, a.id, code, ", ".join(a.times), a.source))
-    return pl.DataFrame(rows, schema=ASSESS_SCHEMA, orient="row")
+                    rows.append((_offset(day), day, cycle, cday, a.id, code, ", ".join(a.times), a.source))
+    return _relative_frame(rows, ASSESS_SCHEMA)
 
 
 def expand(protocol: Protocol, day1: dt.date, n_days: int | None = None, changes: list[DoseChange] = (),
@@ -142,4 +211,5 @@ def expand(protocol: Protocol, day1: dt.date, n_days: int | None = None, changes
     return doses.sort("study_day", "role", "drug"), assessment_plan(protocol, day1, n_days)
 
 
-__all__ = ["DoseChange", "expand", "study_drug_plan", "prophylaxis_plan", "assessment_plan", "cycle_of", "date_of", "study_day"]
+__all__ = ["DoseChange", "expand", "study_drug_plan", "prophylaxis_plan", "assessment_plan", "relative_study_drug_plan",
+           "relative_prophylaxis_plan", "relative_assessment_plan", "cycle_of", "date_of", "study_day"]
