@@ -104,17 +104,20 @@ def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataF
     )
 
 
-def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> pl.DataFrame:
+def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings,
+               positive_only: bool = False) -> pl.DataFrame:
     """Long table of (observation, term, grade, criteria): CTCAE for every lab, iwCLL for cytopenias
-    when the settings choose it."""
+    when the settings choose it. ``positive_only`` keeps grades >= 1 (what events are made of)."""
     from .criteria.ctcae import grade_frame
 
     frame = reported_unit_frame(obs, day1)
     cols = ["patient_id", "obs_id", "date", "code", "value", "unit"]
     ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
     graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
+    keep = (lambda g: pl.col(g) > 0) if positive_only else (lambda g: pl.lit(True))
     parts = [
-        graded.select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
+        graded.filter(keep(f"grade_{d}"))
+        .select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
         .with_columns(pl.lit(settings.ctcae).alias("criteria"))
         for d in ("low", "high")
     ]
@@ -123,7 +126,7 @@ def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSetti
 
         heme = grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY)))
         parts.append(
-            heme.select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").cast(pl.String).alias("term"))
+            heme.filter(keep("grade_low")).select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").cast(pl.String).alias("term"))
             .with_columns(pl.lit("iwcll-2018").alias("criteria"))
         )
     return pl.concat(parts, how="vertical_relaxed").filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
@@ -139,7 +142,8 @@ def lab_events(grades: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSe
     (above the pretreatment grade), so that an alert can fire on the first day the data show it."""
     d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
     g = (
-        grades.filter(pl.col("grade").is_not_null() & ~pl.col("term").is_in(list(settings.skip_terms)))
+        # grade 0 never starts an event nor raises a maximum: leave those rows out first (most rows)
+        grades.filter((pl.col("grade") > 0) & ~pl.col("term").is_in(list(settings.skip_terms)))
         .join(d1, on="patient_id", how="left")
         .sort("patient_id", "criteria", "term", "date", "obs_id")
     )
@@ -206,7 +210,7 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
     obs = with_corrected_calcium(cohort.observations)
     enriched = Cohort(cohort.patients, obs, cohort.doses, cohort.events)
     events: list[Event] = []
-    events += lab_events(lab_grades(obs, day1, settings), day1, settings)
+    events += lab_events(lab_grades(obs, day1, settings, positive_only=True), day1, settings)
     events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors)
     events += detect_aki(enriched, day1)
     events += detect_febrile_neutropenia(enriched, day1)

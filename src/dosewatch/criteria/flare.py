@@ -146,6 +146,10 @@ def detect_tumor_flare(
     near = dt.timedelta(days=t["companion_days"])
     base_ids = found["base_id"].drop_nulls().unique().to_list()
     baselines = {r["obs_id"]: r for r in cohort.observations.filter(pl.col("obs_id").is_in(base_ids)).iter_rows(named=True)}
+    # Only (patient, anchor) windows with both a lymphoid hit and a companion hit can hold a flare.
+    hits_by_role = found.filter(pl.col("hit")).group_by("patient_id", "anchor").agg(pl.col("role").n_unique().alias("roles"))
+    candidates = hits_by_role.filter(pl.col("roles") == 2).select("patient_id", "anchor")
+    found = found.join(candidates, on=["patient_id", "anchor"], how="semi", maintain_order="left")
     out: list[Event] = []
     last_day: dict[str, dt.date] = {}
     for (pid, anchor), rows in found.group_by(["patient_id", "anchor"], maintain_order=True):

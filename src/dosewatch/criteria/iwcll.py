@@ -43,25 +43,32 @@ def grade_iwcll(df: pl.DataFrame) -> pl.DataFrame:
     code = df["code"].cast(pl.String).to_numpy()
     unit = df["unit"].cast(pl.String).fill_null("").to_numpy()
     grade = np.zeros(n, dtype=np.int8)
-    reason = np.full(n, None, dtype=object)
-    term = np.full(n, None, dtype=object)
+    # reasons as small integer codes into `labels` (0 = graded): no per-row Python objects
+    labels: list[str | None] = [None]
+
+    def code_of(text: str) -> int:
+        if text not in labels:
+            labels.append(text)
+        return labels.index(text)
+
+    reason = np.zeros(n, dtype=np.int16)
     rules = load_rules()
-    reason[~np.isin(code, list(rules))] = "no iwCLL criterion"
+    reason[~np.isin(code, list(rules))] = code_of("no iwCLL criterion")
     for c, rows in rules.items():
         on_code = code == c
         if not on_code.any():
             continue
-        term[on_code] = rows[0]["term"]
         abs_unit = next((r["unit"] for r in rows if r["basis"] in ("abs", "BASE")), None)
         for u in np.unique(unit[on_code]):
             m = on_code & (unit == u)
+            why = np.zeros(int(m.sum()), dtype=np.int16)
             scale = 1.0  # falls and LLN checks are unit-free; absolute cut-offs are in abs_unit
             if abs_unit:
                 try:
                     scale, _ = units.linear_conversion(u, abs_unit)
                 except UnitError:
                     scale = np.nan
-                    reason[m] = f"unit {u!r} not convertible to {abs_unit}"
+                    why[:] = code_of(f"unit {u!r} not convertible to {abs_unit}")
             x, b, lo = v[m], base[m], lln[m]
             fall = (b - x) / b * 100  # percent decrease from the pretreatment value
             g_fall = np.zeros(len(x), dtype=np.int8)
@@ -69,26 +76,26 @@ def grade_iwcll(df: pl.DataFrame) -> pl.DataFrame:
             for r in sorted((r for r in rows if r["rule"] == "grade"), key=lambda r: int(r["grade"])):
                 on_fall = r["basis"] == "FALL"
                 np.copyto(g_fall if on_fall else g_abs, int(r["grade"]), where=_met(fall if on_fall else x * scale, r))
-            why = np.full(len(x), None, dtype=object)
+            fresh = why == 0  # a unit problem, once found, stands
             for r in rows:
                 if r["rule"] == "requires":  # grades 1-4 by fall need the value below the LLN
                     below = np.less(x, lo * float(r["cutoff"]) * _TOL[r["op"]])
-                    why[np.isnan(lo) & (g_fall > g_abs)] = "no LLN"
+                    why[fresh & np.isnan(lo) & (g_fall > g_abs)] = code_of("no LLN")
                     g_fall[~below] = 0
             g = np.maximum(g_fall, g_abs)
             fall_grades = [int(r["grade"]) for r in rows if r["basis"] == "FALL"]
             if fall_grades:  # without a baseline the fall is unknown: null unless already the worst grade
-                why[np.isnan(b) & (g_abs < max(fall_grades))] = "no baseline"
+                why[fresh & np.isnan(b) & (g_abs < max(fall_grades))] = code_of("no baseline")
             for r in rows:
                 if r["rule"] == "not_evaluable":
-                    why[_met(b * scale, r)] = f"not evaluable: baseline {r['op']} {r['cutoff']} {r['unit']}"
-            why[np.isnan(x)] = "missing value"
-            prior = reason[m]
-            reason[m] = np.where(prior == None, why, prior)  # noqa: E711
+                    why[fresh & _met(b * scale, r)] = code_of(f"not evaluable: baseline {r['op']} {r['cutoff']} {r['unit']}")
+            why[fresh & np.isnan(x)] = code_of("missing value")
+            reason[m] = why
             grade[m] = g
-    null = reason != None  # noqa: E711
+    null = reason != 0
+    terms = {c: rows[0]["term"] for c, rows in rules.items()}
     return df.with_columns(
         pl.Series("grade_low", np.ma.masked_array(grade, mask=null), dtype=pl.Int8),
-        pl.Series("term_low", term.tolist(), dtype=pl.String),
-        pl.Series("reason_low", reason.tolist(), dtype=pl.String),
+        pl.Series("code_", code).replace_strict(terms, default=None, return_dtype=pl.String).alias("term_low"),
+        pl.Series(labels, dtype=pl.String).gather(pl.Series(reason, dtype=pl.UInt32)).alias("reason_low"),
     )

@@ -117,7 +117,9 @@ def detect_febrile_neutropenia(
             .alias("episode")
         )
     )
-    by_id = {r["obs_id"]: r for r in temps.iter_rows(named=True)}
+    # only the run starts that evidence will name (not every temperature row)
+    starts = paired.filter(pl.col("sustained") & ~pl.col("single"))["run_start_id"].drop_nulls().unique()
+    by_id = {r["obs_id"]: r for r in temps.filter(pl.col("obs_id").is_in(starts.implode())).iter_rows(named=True)}
     clinical = clinical_events(cohort, sorted({c for g in fn["grades"] for c in g.get("events", [])}))
     out: list[Event] = []
     for (pid, _), ep in paired.group_by(["patient_id", "episode"], maintain_order=True):
