@@ -1,0 +1,412 @@
+"""What the dashboard's pages show, as functions of a session and a viewer.
+
+Every query here passes through ``store.scope.scoped`` (the one site filter) or calls a
+``store.service`` function that does; a patient of another site is ``NotFound``, as in the API.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..analytes import catalog
+from ..monitor import SEVERITY_ORDER
+from ..protocols.model import Protocol
+from ..store import service
+from ..store.assess import trial_protocol
+from ..store.audit import verify
+from ..store.models import Alert, Assessment, Dose, DoseAction, Patient, Site, Trial
+from ..store.records import load_cohort
+from ..store.scope import CAPABILITIES, Viewer, scoped
+
+SEVERITIES = [s for s in sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.get) if s != "info"]  # info alerts are not stored
+# The labs drawn on the patient's timeline, with the direction graded there: the TLS laboratory
+# criteria and the creatinine of clinical TLS, then the cytopenias that stop lenalidomide.
+KEY_LABS = [("K", "H"), ("PHOS", "H"), ("URATE", "H"), ("CA", "L"), ("CREAT", "H"), ("NEUT", "L"), ("PLAT", "L")]
+DESIGNS = ("3+3", "boin", "tite-boin")  # the designs the board offers (CRM needs a skeleton: use the API)
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITY_ORDER.get(severity, len(SEVERITY_ORDER))
+
+
+def trial_codes(session: Session) -> list[str]:
+    return list(session.scalars(select(Trial.code).order_by(Trial.code)))
+
+
+def visible_sites(session: Session, viewer: Viewer) -> list[str]:
+    stmt = select(Site.code).order_by(Site.code)
+    if viewer.site_ids is not None:
+        stmt = stmt.where(Site.id.in_(sorted(viewer.site_ids)))
+    return list(session.scalars(stmt))
+
+
+def rule_info(protocol: Protocol, rule: str, message: str = "") -> dict[str, str | None]:
+    """The protocol rule behind an alert (``protocol-id:rule-id``), its action and its source text;
+    monitor-wide rules (``adherence:...``) are described by the monitor itself, and a grade alert
+    (rule = the criteria's id, message "Term (grade N, criteria)") by the row of the criteria's
+    data file that gave the grade."""
+    prefix, _, rule_id = rule.partition(":")
+    if not rule_id:
+        return {"action": None, "message": None, "source": _grade_source(rule, message)}
+    if prefix == protocol.id:
+        for r in protocol.dose_rules:
+            if r.id == rule_id:
+                return {"action": r.action, "message": r.message, "source": protocol.sources.get(r.source, r.source)}
+        if rule_id == "dlt":
+            return {"action": None, "message": "dose-limiting toxicity (protocol DLT definition)",
+                    "source": protocol.sources.get(protocol.dlt.source, protocol.dlt.source)}
+    if prefix == "adherence":
+        return {"action": None, "message": "the protocol's dosing and prophylaxis schedule",
+                "source": "dosewatch monitor: doses compared with the protocol schedule"}
+    return {"action": None, "message": None, "source": None}
+
+
+def _grade_source(criteria: str, message: str) -> str | None:
+    from ..criteria.ctcae import CRITERIA, load_terms
+    from ..criteria.iwcll import load_rules
+
+    term, _, rest = message.partition(" (grade ")
+    grade = rest.split(",", 1)[0]
+    if criteria in CRITERIA and term in load_terms(criteria):
+        return next((r.source for r in load_terms(criteria)[term].rules if str(r.grade) == grade), None)
+    if criteria == "iwcll-2018":
+        return next((r["source"] for rows in load_rules().values() for r in rows
+                     if r["term"] == term and r["grade"] == grade), None)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ today
+
+def today_rows(session: Session, trial: Trial, viewer: Viewer) -> list[dict[str, Any]]:
+    """The viewer's patients with today's plan (from the stored assessment) and open alerts by
+    severity; patients with the most severe open alerts first."""
+    stmt = (select(Patient.id, Patient.patient_id, Site.code, Assessment.data)
+            .join(Site, Site.id == Patient.site_id).outerjoin(Assessment, Assessment.patient_pk == Patient.id)
+            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
+    counts: dict[int, Counter] = defaultdict(Counter)
+    alert_stmt = (select(Alert.patient_pk, Alert.severity, func.count()).where(Alert.trial_id == trial.id,
+                  Alert.status == "open").group_by(Alert.patient_pk, Alert.severity))
+    for pk, severity, n in session.execute(scoped(alert_stmt, Alert, viewer)):
+        counts[pk][severity] = n
+    found = session.execute(scoped(stmt, Patient, viewer)).all()
+    done = _codes_recorded(session, viewer, {pk: (data or {}).get("as_of") for pk, _, _, data in found})
+    rows = []
+    for pk, pid, site, data in found:
+        data = data or {}
+        today = data.get("today") or {}
+        open_by = [(s, counts[pk][s]) for s in SEVERITIES if counts[pk][s]]
+        rows.append({"patient_id": pid, "site": site, "state": data.get("state"), "study_day": data.get("study_day"),
+                     "as_of": data.get("as_of"), "cycle": today.get("cycle"), "cycle_day": today.get("cycle_day"),
+                     "study_drug": today.get("study_drug"), "prophylaxis": today.get("prophylaxis") or [],
+                     "due": [c for c in today.get("assessments_due") or [] if c not in done.get(pk, set())],
+                     "open": open_by,
+                     "worst": min((severity_rank(s) for s, _ in open_by), default=len(SEVERITY_ORDER))})
+    rows.sort(key=lambda r: (r["worst"], r["patient_id"]))
+    return rows
+
+
+def _codes_recorded(session: Session, viewer: Viewer, as_of: dict[int, str | None]) -> dict[int, set[str]]:
+    """Per patient, the codes observed on the day of their assessment (what is due and already done)."""
+    from ..store.models import Observation
+
+    days = {dt.date.fromisoformat(d) for d in as_of.values() if d}
+    if not days:
+        return {}
+    stmt = (select(Observation.patient_pk, Observation.date, Observation.code)
+            .where(Observation.patient_pk.in_(sorted(as_of)), Observation.date.in_(sorted(days)),
+                   Observation.deleted.is_(False)))
+    out: dict[int, set[str]] = defaultdict(set)
+    for pk, date, code in session.execute(scoped(stmt, Observation, viewer)):
+        if as_of.get(pk) == date.isoformat():
+            out[pk].add(code)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ alerts
+
+def alert_rows(session: Session, trial: Trial, viewer: Viewer, *, status: str | None = "open",
+               site: str | None = None, patient_id: str | None = None, severity: str | None = None,
+               patient_pk: int | None = None) -> list[dict[str, Any]]:
+    """Alerts with their patient, site, rule source and the protocol's dose action of that day;
+    most severe first, then oldest."""
+    stmt = (select(Alert, Patient.patient_id, Site.code).join(Patient, Patient.id == Alert.patient_pk)
+            .join(Site, Site.id == Alert.site_id).where(Alert.trial_id == trial.id))
+    if status:
+        stmt = stmt.where(Alert.status == status)
+    if site:
+        stmt = stmt.where(Site.code == site)
+    if patient_id:
+        stmt = stmt.where(Patient.patient_id == patient_id)
+    if patient_pk is not None:
+        stmt = stmt.where(Alert.patient_pk == patient_pk)
+    if severity:
+        stmt = stmt.where(Alert.severity == severity)
+    found = session.execute(scoped(stmt, Alert, viewer)).all()
+    actions = _actions_by_day(session, viewer, {a.patient_pk for a, _, _ in found})
+    protocol = trial_protocol(session, trial)
+    rows = []
+    for a, pid, site_code in found:
+        rows.append({"id": a.id, "patient_id": pid, "site": site_code, "status": a.status, "severity": a.severity,
+                     "rule": a.rule, "date": a.date, "study_day": a.data.get("study_day"), "message": a.message,
+                     "evidence": a.data.get("evidence", []), "protocol_version": a.protocol_version,
+                     "ack_by": a.ack_by, "ack_at": a.ack_at, "ack_note": a.ack_note,
+                     "info": rule_info(protocol, a.rule, a.message), "actions": actions.get((a.patient_pk, a.date, a.rule), [])})
+    rows.sort(key=lambda r: (severity_rank(r["severity"]), r["date"], r["id"]))
+    return rows
+
+
+def _actions_by_day(session: Session, viewer: Viewer, pks: set[int]) -> dict[tuple, list[dict]]:
+    if not pks:
+        return {}
+    stmt = select(DoseAction).where(DoseAction.patient_pk.in_(sorted(pks)))
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for d in session.scalars(scoped(stmt, DoseAction, viewer)):
+        out[(d.patient_pk, d.date, d.data.get("rule"))].append({"id": d.id, "action": d.action, "status": d.status,
+                                                                 "drug": d.data.get("drug")})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ patient
+
+def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str) -> dict[str, Any]:
+    """Everything the patient page shows: the assessment, the record for the timeline, the graded
+    labs, the alerts of every status and the dose actions."""
+    from ..check import CheckSettings, lab_grades
+
+    patient = service.patient_by_id(session, trial, viewer, patient_id)
+    site = session.get(Site, patient.site_id)
+    assessment = service.patient_assessment(session, trial, viewer, patient_id, None)
+    protocol = trial_protocol(session, trial)
+    cohort = load_cohort(session, trial.id, viewer, [patient.id])
+    day1 = dt.date.fromisoformat(assessment["day1"]) if assessment.get("day1") else None
+    grades = pl.DataFrame()
+    if day1 is not None and cohort.observations.height:
+        settings = CheckSettings(study_drug=protocol.study_drug.drug, ctcae=protocol.surveillance.ctcae,
+                                 cytopenias=protocol.surveillance.cytopenias)
+        grades = lab_grades(cohort.observations, {patient_id: day1}, settings)
+    actions = session.scalars(scoped(select(DoseAction).where(DoseAction.patient_pk == patient.id)
+                                     .order_by(DoseAction.date, DoseAction.id), DoseAction, viewer)).all()
+    return {"patient": patient, "site": site.code if site else None, "assessment": assessment, "day1": day1,
+            "protocol": protocol, "cohort": cohort, "lab_table": lab_table(cohort.observations, grades, day1),
+            "alerts": sorted(alert_rows(session, trial, viewer, status=None, patient_pk=patient.id),
+                             key=lambda r: (r["date"], severity_rank(r["severity"]), r["id"])),
+            "dose_actions": [{"id": d.id, "status": d.status, **d.data, "decided_by": d.decided_by,
+                              "decided_at": d.decided_at, "decision_reason": d.reason} for d in actions]}
+
+
+def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None) -> dict[str, Any]:
+    """Labs as a day-by-analyte table in the units they were reported in; each cell carries its
+    worst grade and the term and criteria that gave it."""
+    from ..record import study_day
+
+    labs = [c for c, a in catalog().analytes.items() if a.kind == "lab"]
+    obs = obs.filter(pl.col("code").is_in(labs) & pl.col("orig_value").is_not_null()).sort("time", "obs_id")
+    worst: dict[str, tuple[int, str]] = {}
+    if grades.height:
+        from ..check import CheckSettings
+
+        shown = grades.filter((pl.col("grade") > 0) & ~pl.col("term").is_in(list(CheckSettings().skip_terms)))
+        for r in shown.iter_rows(named=True):
+            if r["obs_id"] not in worst or r["grade"] > worst[r["obs_id"]][0]:
+                worst[r["obs_id"]] = (r["grade"], f"{r['term']} grade {r['grade']} ({r['criteria']})")
+    codes = [c for c in labs if c in set(obs["code"].to_list())]
+    days: dict[dt.date, dict[str, dict]] = defaultdict(dict)
+    units: dict[str, str] = {}
+    for r in obs.iter_rows(named=True):
+        grade, why = worst.get(r["obs_id"], (0, ""))
+        units.setdefault(r["code"], r["orig_unit"])
+        days[r["date"]][r["code"]] = {"value": r["orig_value"], "unit": r["orig_unit"], "grade": grade, "why": why}
+    rows = [{"date": d, "study_day": study_day(d, day1) if day1 else None, "cells": cells}
+            for d, cells in sorted(days.items())]
+    return {"codes": codes, "units": units, "rows": rows, "worst": {k: g for k, (g, _) in worst.items()}}
+
+
+def lab_thresholds(cohort, protocol: Protocol, day1: dt.date | None) -> dict[str, list[dict[str, Any]]]:
+    """Per key lab, the grade cut-offs in the canonical unit as lines for the timeline: CTCAE (or
+    iwCLL for cytopenias when the protocol says so) and the TLS criteria's laboratory cut-offs,
+    each read from the criteria's data files. Cut-offs relative to the normal range or the
+    baseline use this patient's range and pretreatment value."""
+    from ..criteria import tls
+    from ..criteria.ctcae import default_terms, load_terms
+    from ..criteria.iwcll import load_rules
+
+    cat = catalog()
+    obs = cohort.observations
+    out: dict[str, list[dict[str, Any]]] = {}
+    tls_rules = tls.load_rules(protocol.surveillance.tls)
+    for code, direction in KEY_LABS:
+        mine = obs.filter(pl.col("code") == code)
+        if not mine.height:
+            continue
+        analyte = cat[code]
+        reported = mine["orig_unit"].mode().first()
+        uln, lln = _mode(mine, "ref_high"), _mode(mine, "ref_low")
+        base = None
+        if day1 is not None:
+            pre = mine.filter(pl.col("date") <= day1).sort("time")
+            base = pre["value"].last() if pre.height else None
+        lines = []
+        iwcll = protocol.surveillance.cytopenias == "iwcll-2018" and code in ("NEUT", "PLAT", "HGB")
+        if iwcll:
+            for r in load_rules().get(code, []):
+                if r["rule"] != "grade":
+                    continue
+                value = _cut(analyte, r["basis"], float(r["cutoff"]), r["unit"], lln, uln, base)
+                lines.append(_line(int(r["grade"]), value, r, "iwCLL 2018"))
+        else:
+            term = default_terms(protocol.surveillance.ctcae).get((code, direction))
+            rules = load_terms(protocol.surveillance.ctcae)[term].rules if term else ()
+            for r in rules:
+                if r.reading not in ("literal", "both") or r.condition or (r.mult and r.add):
+                    continue  # conditional and "baseline + x" rules have no single line
+                if r.basis == "abs" and r.unit != reported and _has_unit(rules, r.grade, reported):
+                    continue  # the native-unit rule: the cut-off printed in the reported unit is the one used
+                value = _cut(analyte, r.basis, r.mult or r.add, r.unit, lln, uln, base)
+                lines.append(_line(r.grade, value, {"op": r.op, "basis": r.basis}, term))
+        for crit in tls_rules.get("laboratory", []):
+            cuts = [c for c in crit.get("cutoffs") or []
+                    if c["code"] == code and c["population"] in ("any", "adult") and c["unit"] in (reported, analyte.unit)]
+            for c in sorted(cuts, key=lambda c: c["unit"] != reported)[:1]:  # the reported unit's cut-off first
+                lines.append({"grade": None, "value": _to_canonical(analyte, c["value"], c["unit"]),
+                              "label": f"TLS {_OPS[c['op']]}{c['value']:g}" + ("" if c["unit"] == analyte.unit else f" {c['unit']}"),
+                              "source": f"{tls_rules['name']}: {c['source']}"})
+        out[code] = _dedupe([ln for ln in lines if ln["value"] is not None and math.isfinite(ln["value"])])
+    return out
+
+
+_OPS = {">=": "≥", ">": ">", "<=": "≤", "<": "<"}
+
+
+def _mode(df: pl.DataFrame, col: str) -> float | None:
+    s = df[col].drop_nulls()
+    return float(s.mode().first()) if s.len() else None
+
+
+def _has_unit(rules, grade: int, unit: str) -> bool:
+    return any(r.grade == grade and r.basis == "abs" and r.unit == unit for r in rules)
+
+
+def _to_canonical(analyte, value: float, unit: str) -> float | None:
+    try:
+        scale, offset = analyte.conversion(unit.replace("^", "*"))
+    except Exception:  # a unit the catalog cannot convert: no line rather than a wrong one
+        return None
+    return value * scale + offset
+
+
+def _cut(analyte, basis: str, number: float, unit: str, lln, uln, base) -> float | None:
+    if basis == "abs":
+        return _to_canonical(analyte, number, unit)
+    if basis == "ULN":
+        return number * uln if uln is not None else None
+    if basis == "LLN":
+        return number * lln if lln is not None else None
+    if basis == "BASE":
+        return number * base if base is not None else None
+    if basis == "FALL":  # iwCLL: a fall of number % from the pretreatment value
+        return base * (1 - number / 100) if base is not None else None
+    return None
+
+
+def _line(grade: int, value: float | None, rule, name: str) -> dict[str, Any]:
+    basis = rule["basis"]
+    how = {"ULN": "x ULN", "LLN": "x LLN", "BASE": "x baseline", "FALL": "% fall"}.get(basis, "")
+    return {"grade": grade, "value": value, "label": f"G{grade}" + (" base" if basis in ("BASE", "FALL") else ""),
+            "source": f"{name}, grade {grade} ({rule['op']} {how})".replace(" )", ")")}
+
+
+def _dedupe(lines: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for ln in sorted(lines, key=lambda x: (x["grade"] is None, x["grade"] or 0, x["value"])):
+        key = (ln["grade"], round(ln["value"], 6))
+        if key not in seen:
+            seen.add(key)
+            out.append(ln)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ cohort
+
+def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, target: float | None) -> dict[str, Any]:
+    """The dose levels with their patients' DLT status and the design's recommendation, from the
+    stored assessments (what every other page shows; ``trials reassess`` keeps them current), so
+    that the board does not re-run the monitor on the whole trial. The cohort is built as
+    ``escalation.cohort_cli.next_from_records`` builds it: the level of each patient's first dose,
+    in the order of day 1; TITE designs count every patient with their follow-up, the others only
+    the patients whose DLT window is over."""
+    from ..escalation import make_design
+    from ..escalation.base import Outcomes
+    from ..escalation.cohort_cli import TITE, level_of_dose
+
+    protocol = trial_protocol(session, trial)
+    drug = protocol.study_drug.drug
+    first = (select(Dose.patient_pk, func.min(Dose.date)).where(Dose.trial_id == trial.id, Dose.drug == drug,
+             Dose.status == "completed", Dose.deleted.is_(False)).group_by(Dose.patient_pk))
+    first_date = dict(session.execute(scoped(first, Dose, viewer)).all())
+    first_dose = {}
+    if first_date:
+        stmt = select(Dose.patient_pk, Dose.date, Dose.dose).where(
+            Dose.patient_pk.in_(sorted(first_date)), Dose.drug == drug, Dose.status == "completed",
+            Dose.deleted.is_(False))
+        for pk, date, dose in session.execute(scoped(stmt, Dose, viewer)):
+            if date == first_date[pk] and dose is not None:
+                first_dose[pk] = float(dose)
+    stmt = (select(Patient.id, Patient.patient_id, Assessment.data, Assessment.as_of)
+            .join(Assessment, Assessment.patient_pk == Patient.id)
+            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
+    rows, as_of = [], set()
+    for pk, pid, data, assessed in session.execute(scoped(stmt, Patient, viewer)):
+        dlt = (data or {}).get("dlt") or {}
+        if pk not in first_dose or not dlt:
+            continue
+        level = level_of_dose(protocol.study_drug.levels, first_dose[pk])
+        if level is None:
+            raise ValueError(f"patient {pid}: first dose {first_dose[pk]:g} {protocol.study_drug.unit} is not "
+                             f"one of the levels of protocol {protocol.id}")
+        followup = float(protocol.dlt.window_days if dlt["status"] != "in window" else dlt["followup_days"])
+        rows.append({"patient_id": pid, "day1": first_date[pk], "level": level, "status": dlt["status"],
+                     "dlt": 1 if dlt["status"] == "DLT" else 0, "followup": followup,
+                     "days_left": dlt.get("days_left"), "event": dlt.get("event"), "date": dlt.get("date")})
+        as_of.add(assessed)
+    rows.sort(key=lambda r: (r["day1"], r["patient_id"]))
+    for r in rows:
+        r["counted"] = design in TITE or r["status"] != "in window"
+    used = [r for r in rows if r["counted"]]
+    n_levels = len(protocol.study_drug.levels)
+    obj = make_design(design, target, levels=n_levels,
+                      window=float(protocol.dlt.window_days) if design in TITE else None)
+    outcomes = Outcomes.from_lists([r["level"] for r in used], [r["dlt"] for r in used],
+                                   [r["followup"] for r in used] if design in TITE else None)
+    rec = obj.fit(outcomes, rows[-1]["level"] if rows else None).to_dict()
+    levels = [{"level": lv.level, "dose": lv.dose, "patients": [r for r in rows if r["level"] == lv.level]}
+              for lv in sorted(protocol.study_drug.levels, key=lambda lv: -lv.level)]
+    boundaries = None
+    if design in ("boin", "tite-boin"):
+        from ..escalation.boin import boin_boundaries
+
+        most = max((len(v["patients"]) for v in levels), default=0)
+        boundaries = boin_boundaries(target, 3, max(4, math.ceil(most / 3) + 1))
+    return {"rec": rec, "design": design, "levels": levels, "unit": protocol.study_drug.unit,
+            "not_counted": [r["patient_id"] for r in rows if not r["counted"]],
+            "scope": "all sites" if viewer.all_sites else "your sites only", "as_of": sorted(as_of),
+            "protocol": protocol.id, "protocol_version": trial.protocol_version,
+            "boundaries": boundaries, "window_days": protocol.dlt.window_days,
+            "dlt_source": protocol.sources.get(protocol.dlt.source, protocol.dlt.source)}
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+def audit_view(session: Session, viewer: Viewer, trial: Trial, patient_id: str | None) -> dict[str, Any]:
+    """A patient's audit entries (or the trial's, newest first) and, for the roles that may verify
+    the chain, its verification."""
+    if patient_id:
+        service.patient_by_id(session, trial, viewer, patient_id)  # another site's patient: NotFound
+    entries = service.audit_entries(session, viewer, patient_id, trial, limit=500)
+    check = verify(session) if viewer.role in CAPABILITIES["verify_audit"] else None
+    return {"entries": entries, "verification": check}

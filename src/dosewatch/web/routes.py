@@ -1,0 +1,453 @@
+"""The dashboard's pages: server-rendered Jinja2 templates, enhanced by htmx (``hx-boost``).
+
+Every page works without JavaScript: links are links and forms post and redirect. Routes are
+thin: they read with ``web.queries`` (scoped to the viewer's sites) and write with
+``store.service`` (the API's own functions, which check the role and write the audit trail).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from sqlalchemy import select
+
+from ..errors import InputError
+from ..store import service
+from ..store.admin import authenticate, viewer_of
+from ..store.models import User
+from ..store.scope import CAPABILITIES, Forbidden, NotFound, Refused, Viewer
+from . import queries, session as web_session
+from .timeline import timeline_svg
+
+HERE = resources.files("dosewatch.web")
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+# No inline script or style anywhere: the policy allows the package's own files only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decided": "Decision saved to the audit trail.",
+            "imported": "Import committed."}
+UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
+
+
+class WebError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str):
+        self.next_url = next_url
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard to the trial server's app (it uses ``app.state.store`` and ``.settings``).
+    Idempotent: a second call changes nothing."""
+    if getattr(app.state, "web_mounted", False):
+        return
+    app.state.web_mounted = True
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(router)
+
+    @app.exception_handler(WebError)
+    async def _web_error(request: Request, exc: WebError) -> Response:
+        return render(request, "error.html", {"status": exc.status, "problem_text": exc.message}, status=exc.status)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        target = "/login?" + urlencode({"next": exc.next_url})
+        if request.headers.get("HX-Request"):  # htmx: a full-page redirect, not a login form inside the page
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """The store's refusals as pages: another site's patient is 'not found', exactly as a missing one."""
+    try:
+        yield
+    except NotFound as exc:
+        raise WebError(404, str(exc.args[0]) if exc.args else "not found") from None
+    except Forbidden as exc:
+        raise WebError(403, str(exc)) from None
+    except Refused as exc:
+        raise WebError(400, str(exc)) from None
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    who = getattr(request.state, "web", None)
+    viewer = who[0] if who else None
+    context = {"viewer": viewer, "csrf": who[1].csrf if who else None, "can": _capabilities(viewer),
+               "message": MESSAGES.get(request.query_params.get("msg", "")), **context}
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _capabilities(viewer: Viewer | None) -> dict[str, bool]:
+    return {k: bool(viewer) and viewer.role in roles for k, roles in CAPABILITIES.items()}
+
+
+def store_of(request: Request):
+    return request.app.state.store
+
+
+def logged_in(request: Request) -> Viewer:
+    """The viewer of the session cookie; a page without one goes to the login form."""
+    key = request.app.state.settings.secret_key
+    sess = web_session.decode(request.cookies.get(web_session.SESSION_COOKIE), key)
+    if sess is not None:
+        with store_of(request).reading() as session:
+            user = session.scalar(select(User).where(User.name == sess.user))
+            if user is not None and user.active:
+                viewer = viewer_of(session, user)
+                request.state.web = (viewer, sess)
+                return viewer
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise LoginRequired(path if request.method == "GET" else "/")
+
+
+async def posted(request: Request) -> tuple[Viewer, Any]:
+    """A POST's viewer and form, after its CSRF token matched the session's."""
+    viewer = logged_in(request)
+    form = await request.form(max_files=0, max_fields=50)
+    given = form.get("csrf") or request.headers.get("X-CSRF-Token")
+    if not web_session.same_token(request.state.web[1].csrf, given if isinstance(given, str) else None):
+        raise WebError(403, "the form's security token did not match: reload the page and try again")
+    return viewer, form
+
+
+def safe_next(url: str | None, default: str) -> str:
+    """Only a path on this site (no scheme, no //host): an open redirect is a phishing tool."""
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return default
+
+
+def text(form, name: str, limit: int = 2000) -> str | None:
+    value = form.get(name)
+    if value is None or not isinstance(value, str):
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise WebError(400, f"{name} is longer than {limit} characters")
+    return value or None
+
+
+def trial_or_404(session, code: str):
+    with translated():
+        return service.trial_by_code(session, code)
+
+
+def nav(trial: str, page: str) -> dict[str, Any]:
+    return {"trial": trial, "page": page}
+
+
+# ------------------------------------------------------------------------------------------ login
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    logged_in(request)
+    with store_of(request).reading() as session:
+        codes = queries.trial_codes(session)
+    if not codes:
+        return render(request, "error.html", {"status": 200, "problem_text": "No trial yet: an administrator adds one "
+                                              "with `dosewatch trials add`."})
+    return RedirectResponse(f"/trials/{quote(codes[0])}/today", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    token = web_session.new_token()
+    response = render(request, "login.html", {"next": safe_next(next, "/"), "login_csrf": token, "error": None})
+    _set_cookie(request, response, web_session.LOGIN_COOKIE, token, 600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=10)
+    next_url = safe_next(text(form, "next", 500), "/")
+    if not web_session.same_token(request.cookies.get(web_session.LOGIN_COOKIE), text(form, "csrf", 200)):
+        raise WebError(403, "the login form expired: reload the page and try again")
+    name, password = text(form, "username", 64) or "", form.get("password") or ""
+    with store_of(request).reading() as session:
+        user = authenticate(session, name, password if isinstance(password, str) else "")
+    if user is None:
+        token = web_session.new_token()
+        response = render(request, "login.html", {"next": next_url, "login_csrf": token,
+                                                  "error": "Wrong user name or password."}, status=401)
+        _set_cookie(request, response, web_session.LOGIN_COOKIE, token, 600)
+        return response
+    response = RedirectResponse(next_url, status_code=303)
+    cookie = web_session.encode(user.name, request.app.state.settings.secret_key)
+    _set_cookie(request, response, web_session.SESSION_COOKIE, cookie, web_session.SESSION_HOURS * 3600)
+    response.delete_cookie(web_session.LOGIN_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await posted(request)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(web_session.SESSION_COOKIE, path="/")
+    return response
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https")
+
+
+# ------------------------------------------------------------------------------------------ today
+
+@router.get("/trials/{trial}/today", response_class=HTMLResponse)
+def today(request: Request, trial: str) -> Response:
+    viewer = logged_in(request)
+    store = store_of(request)
+    with store.reading() as session:
+        t = trial_or_404(session, trial)
+        rows = queries.today_rows(session, t, viewer)
+        sites = queries.visible_sites(session, viewer)
+    return render(request, "today.html", {**nav(trial, "today"), "rows": rows, "today": store.today(),
+                                          "sites": sites, "severities": queries.SEVERITIES})
+
+
+# ------------------------------------------------------------------------------------------ alerts
+
+@router.get("/trials/{trial}/alerts", response_class=HTMLResponse)
+def alerts(request: Request, trial: str, site: str = "", patient: str = "", severity: str = "") -> Response:
+    viewer = logged_in(request)
+    with store_of(request).reading() as session:
+        t = trial_or_404(session, trial)
+        rows = queries.alert_rows(session, t, viewer, site=site[:64] or None, patient_id=patient[:200] or None,
+                                  severity=severity[:20] or None)
+        sites = queries.visible_sites(session, viewer)
+    return render(request, "alerts.html", {**nav(trial, "alerts"), "rows": rows, "sites": sites,
+                                           "severities": queries.SEVERITIES,
+                                           "filters": {"site": site, "patient": patient, "severity": severity},
+                                           "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")})
+
+
+@router.post("/trials/{trial}/alerts/{alert_id}/ack")
+async def acknowledge(request: Request, trial: str, alert_id: int) -> Response:
+    viewer, form = await posted(request)
+    note = text(form, "note")
+    with store_of(request).writing() as session, translated():
+        service.acknowledge(session, viewer, alert_id, note)
+    back = safe_next(text(form, "next", 500), f"/trials/{quote(trial)}/alerts")
+    return RedirectResponse(_with_msg(back, "ack") + f"#alert-{alert_id}", status_code=303)
+
+
+def _with_msg(url: str, msg: str) -> str:
+    url = url.split("#", 1)[0]
+    return url + ("&" if "?" in url else "?") + f"msg={msg}"
+
+
+# ------------------------------------------------------------------------------------------ patient
+
+@router.get("/trials/{trial}/patients/{patient_id}", response_class=HTMLResponse)
+def patient(request: Request, trial: str, patient_id: str) -> Response:
+    viewer = logged_in(request)
+    with store_of(request).reading() as session, translated():
+        t = trial_or_404(session, trial)
+        view = queries.patient_view(session, t, viewer, patient_id[:200])
+        thresholds = queries.lab_thresholds(view["cohort"], view["protocol"], view["day1"])
+    svg = timeline_svg(view["cohort"], view["day1"], view["protocol"], view["alerts"],
+                       view["assessment"].get("events", []), thresholds, view["lab_table"]["worst"])
+    return render(request, "patient.html", {**nav(trial, "patient"), **view, "timeline": Markup(svg),
+                                            "here": request.url.path})
+
+
+@router.post("/trials/{trial}/dose-actions/{action_id}/decision")
+async def decide(request: Request, trial: str, action_id: int) -> Response:
+    viewer, form = await posted(request)
+    decision = text(form, "decision", 20)
+    with store_of(request).writing() as session, translated():
+        result = service.decide_dose_action(session, viewer, action_id, decision or "", text(form, "reason"))
+    back = f"/trials/{quote(trial)}/patients/{quote(result['patient_id'])}"
+    return RedirectResponse(_with_msg(back, "decided") + f"#action-{action_id}", status_code=303)
+
+
+# ------------------------------------------------------------------------------------------ cohort
+
+@router.get("/trials/{trial}/cohort", response_class=HTMLResponse)
+def cohort(request: Request, trial: str, design: str = "3+3", target: str = "") -> Response:
+    viewer = logged_in(request)
+    store = store_of(request)
+    if design not in queries.DESIGNS:
+        raise WebError(400, f"design is one of {', '.join(queries.DESIGNS)}")
+    problem, board, target_value = None, None, None
+    try:
+        target_value = float(target) if target.strip() else None
+    except ValueError:
+        problem = "the target toxicity probability is a number between 0 and 1, e.g. 0.3"
+    with store.reading() as session:
+        t = trial_or_404(session, trial)
+        if problem is None:
+            try:
+                with translated():
+                    board = queries.cohort_board(session, t, viewer, design, target_value)
+            except ValueError as exc:  # a design that needs a target, or does not fit the protocol
+                problem = str(exc)
+    return render(request, "cohort.html", {**nav(trial, "cohort"), "board": board, "problem": problem,
+                                           "design": design, "target": target, "designs": queries.DESIGNS})
+
+
+# ------------------------------------------------------------------------------------------ import
+
+@router.get("/trials/{trial}/import", response_class=HTMLResponse)
+def import_form(request: Request, trial: str) -> Response:
+    viewer = logged_in(request)
+    with store_of(request).reading() as session:
+        trial_or_404(session, trial)
+        sites = queries.visible_sites(session, viewer)
+    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": None})
+
+
+def _upload_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / "dosewatch-web-uploads"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    now = time.time()
+    for old in folder.iterdir():  # uploads never committed
+        if now - old.stat().st_mtime > UPLOAD_TTL:
+            old.unlink(missing_ok=True)
+    return folder
+
+
+@router.post("/trials/{trial}/import", response_class=HTMLResponse)
+async def import_preview(request: Request, trial: str) -> Response:
+    """Read the upload and run the import in a transaction that is rolled back: the validation
+    report, with nothing saved. The file waits (an hour at most) for the commit."""
+    viewer = logged_in(request)
+    limit = request.app.state.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise WebError(413, f"the upload is larger than {limit // (1024 * 1024)} MB")
+    form = await request.form(max_files=1, max_fields=10)
+    if not web_session.same_token(request.state.web[1].csrf, form.get("csrf")):
+        raise WebError(403, "the form's security token did not match: reload the page and try again")
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        raise WebError(400, "choose a file: a FHIR Bundle (.json) or a zip of SDTM datasets (.zip)")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise WebError(413, f"the upload is larger than {limit // (1024 * 1024)} MB")
+    kind = "sdtm" if upload.filename.lower().endswith(".zip") else "fhir"
+    site = text(form, "site", 64)
+    store = store_of(request)
+    report, problems = _dry_run(store, trial, viewer, kind, data, site, upload.filename)
+    token = web_session.new_token()
+    folder = _upload_dir()
+    (folder / f"{token}.bin").write_bytes(data)
+    (folder / f"{token}.json").write_text(json.dumps({"user": viewer.name, "trial": trial, "kind": kind,
+                                                      "site": site, "name": upload.filename}))
+    with store.reading() as session:
+        sites = queries.visible_sites(session, viewer)
+    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": report,
+                                           "problems": problems, "token": token, "name": upload.filename,
+                                           "kind": kind, "site": site})
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _dry_run(store, trial: str, viewer: Viewer, kind: str, data: bytes, site: str | None, name: str):
+    """(report, problems): the import as it would be, then rolled back (audit entries too)."""
+    report = None
+    try:
+        with store.writing() as session, translated():
+            t = service.trial_by_code(session, trial)
+            report = service.import_records(session, t, viewer, kind, data, as_of=store.today(), site=site,
+                                            skip_invalid=True, reason="(preview)", name=name).as_dict()
+            raise _Rollback
+    except _Rollback:
+        return report, []
+    except InputError as exc:
+        return None, [p.as_dict() for p in exc.problems[:1000]]
+
+
+@router.post("/trials/{trial}/import/commit", response_class=HTMLResponse)
+async def import_commit(request: Request, trial: str) -> Response:
+    viewer, form = await posted(request)
+    token = text(form, "token", 100) or ""
+    folder = _upload_dir()
+    meta_path, data_path = folder / f"{token}.json", folder / f"{token}.bin"
+    if not token.replace("-", "").replace("_", "").isalnum() or not meta_path.exists():
+        raise WebError(410, "this upload is no longer waiting (committed already, or older than an hour): upload again")
+    meta = json.loads(meta_path.read_text())
+    if meta["user"] != viewer.name or meta["trial"] != trial:
+        raise WebError(404, "no such upload")
+    store = store_of(request)
+    problems: list[dict] = []
+    report = None
+    try:
+        with store.writing() as session, translated():
+            t = service.trial_by_code(session, trial)
+            report = service.import_records(session, t, viewer, meta["kind"], data_path.read_bytes(),
+                                            as_of=store.today(), site=meta["site"],
+                                            skip_invalid=form.get("skip_invalid") == "yes",
+                                            reason=text(form, "reason"), name=meta["name"]).as_dict()
+    except InputError as exc:
+        problems = [p.as_dict() for p in exc.problems[:1000]]
+    if report is not None:
+        meta_path.unlink(missing_ok=True)
+        data_path.unlink(missing_ok=True)
+    with store.reading() as session:
+        sites = queries.visible_sites(session, viewer)
+    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": report,
+                                           "problems": problems, "committed": report is not None,
+                                           "token": None if report else token, "name": meta["name"],
+                                           "kind": meta["kind"], "site": meta["site"]},
+                  status=200 if report is not None else 422)
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+@router.get("/trials/{trial}/audit", response_class=HTMLResponse)
+def audit(request: Request, trial: str, patient: str = "") -> Response:
+    viewer = logged_in(request)
+    with store_of(request).reading() as session, translated():
+        t = trial_or_404(session, trial)
+        view = queries.audit_view(session, viewer, t, patient[:200] or None)
+    return render(request, "audit.html", {**nav(trial, "audit"), **view, "patient": patient})
+
+
+def _jinja_filters() -> None:
+    def json_short(value: Any, limit: int = 160) -> str:
+        if value is None:
+            return ""
+        s = json.dumps(value, default=str, sort_keys=True)
+        return s if len(s) <= limit else s[: limit - 1] + "…"
+
+    def fmt_date(value: Any) -> str:
+        return value.isoformat() if isinstance(value, dt.date) else str(value or "")
+
+    templates.env.filters["json_short"] = json_short
+    templates.env.filters["d"] = fmt_date
+
+
+_jinja_filters()

@@ -1,0 +1,188 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright, against the demo served
+by uvicorn on 127.0.0.1. Skipped only when /usr/bin/chromium is absent (CI installs it).
+
+Screenshots of every page go to $DOSEWATCH_SCREENSHOTS (the docs use
+``DOSEWATCH_SCREENSHOTS=docs/screenshots``), else to the test's temporary folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+PASSWORD = "demo-password"
+
+SERVER = r"""
+import sys
+import uvicorn
+from dosewatch.api.app import Settings, create_app
+from dosewatch.store import demo
+from dosewatch.store.db import Store
+from dosewatch.web.routes import mount
+
+store = Store(sys.argv[1], today=demo.TODAY)
+store.upgrade()
+demo.create_demo(store)
+app = create_app(Settings(db_url=store.url, secret_key="browser-test-" + "k" * 40, today=demo.TODAY), store=store)
+mount(app)  # idempotent: a no-op once create_app mounts the dashboard itself
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    env = {**os.environ, "DOSEWATCH_DATA": str(folder)}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, f"sqlite:///{folder / 'demo.db'}", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the demo server did not start:\n" + proc.stdout.read().decode(errors="replace"))
+            time.sleep(0.3)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("DOSEWATCH_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def log_in(browser, base: str, user: str, width: int = 1280, height: int = 860):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(base + "/")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/trials/demo/today$"))
+    return page
+
+
+def test_nurse_finds_tls_alert_on_its_day_acknowledges_it_and_finds_the_audit_entry(server, browser, shots):
+    page = log_in(browser, server, "nurse")
+    assert page.get_by_role("heading", name=re.compile("Today")).is_visible()
+    page.screenshot(path=shots / "today.png")
+    page.get_by_role("link", name="seed-1", exact=True).click()
+    page.wait_for_url(re.compile(r"/patients/seed-1$"))
+    # The first TLS alert (laboratory TLS; clinical TLS follows on day 6) is drawn on the day it fired:
+    # study day 4, 2007-03-08.
+    markers = page.locator('svg.timeline g.tl-alert[data-rule$=":tls"]')
+    days = sorted(m.get_attribute("data-date") for m in markers.all())
+    assert days[0] == "2007-03-08"
+    marker = page.locator('svg.timeline g.tl-alert[data-rule$=":tls"][data-date="2007-03-08"]')
+    assert marker.get_attribute("data-study-day") == "4"
+    alert_id = marker.get_attribute("data-alert-id")
+    page.screenshot(path=shots / "patient.png")
+    page.locator("svg.timeline").screenshot(path=shots / "timeline.png")
+    # Acknowledge it from the alert history, with the keyboard.
+    entry = page.locator(f"#alert-{alert_id}")
+    assert "Laboratory tumor lysis syndrome" in entry.inner_text()
+    assert "Cairo" in entry.inner_text() or "REVLIMID" in entry.inner_text()  # the rule's source
+    note = page.get_by_label("Note").and_(page.locator(f"#note-{alert_id}"))
+    note.fill("K repeated: 5.2, haemolysed sample")
+    note.press("Enter")
+    page.get_by_text("Alert acknowledged").wait_for()
+    assert "Acknowledged by nurse" in page.locator(f"#alert-{alert_id}").text_content()
+    # The audit trail has the entry.
+    page.get_by_role("link", name="this patient's audit entries").click()
+    page.wait_for_url(re.compile(r"/audit\?patient=seed-1"))
+    row = page.locator("table.audit tbody tr").filter(has_text="acknowledge").first
+    assert f"alert {alert_id}" in row.inner_text() and "K repeated: 5.2" in row.inner_text()
+    page.screenshot(path=shots / "audit.png")
+    # The other pages, for the docs.
+    page.get_by_role("link", name="Alert inbox").click()
+    page.wait_for_url(re.compile(r"/alerts$"))
+    page.screenshot(path=shots / "alerts.png")
+    page.goto(server + "/trials/demo/cohort?design=boin&target=0.3")
+    assert page.get_by_role("heading", name=re.compile("BOIN boundaries")).is_visible()
+    page.screenshot(path=shots / "cohort.png", full_page=True)
+    page.get_by_role("link", name="Import").click()
+    page.wait_for_url(re.compile(r"/import$"))
+    from dosewatch.demo import seed_bundle_path
+
+    page.get_by_label("File").set_input_files(str(seed_bundle_path()))
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_role("heading", name=re.compile("Validation report")).wait_for()
+    page.screenshot(path=shots / "import.png", full_page=True)
+    page.context.close()
+
+
+def test_other_sites_nurse_finds_none_of_osu_patients(server, browser, shots):
+    page = log_in(browser, server, "nurse-north")
+    seen = []
+    for name in ("Today", "Alert inbox", "Cohort board", "Import", "Audit"):
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name=name).click()
+        page.wait_for_load_state()
+        text = page.locator("main").inner_text()
+        seen.append(text)
+        assert "seed-" not in text, name
+    assert "north-1" in seen[0]
+    page.goto(server + "/trials/demo/alerts?site=OSU")
+    assert "seed-" not in page.locator("main").inner_text()
+    response = page.goto(server + "/trials/demo/patients/seed-1")
+    assert response.status == 404 and page.get_by_role("heading", name="Not found").is_visible()
+    page.goto(server + "/trials/demo/today")
+    page.set_viewport_size({"width": 820, "height": 1180})  # tablet
+    page.screenshot(path=shots / "today-north-tablet.png")
+    page.context.close()
+
+
+def test_investigator_overrides_a_dose_action_with_a_reason(server, browser, shots):
+    page = log_in(browser, server, "investigator")
+    page.goto(server + "/trials/demo/patients/seed-2")
+    form = page.locator("form.decision").first
+    form.get_by_role("radio", name="Override").check()
+    form.get_by_role("button", name="Save decision").click()
+    # The browser refuses nothing here (the reason is optional for accept); the server refuses the override.
+    page.get_by_text("an override needs the reason").wait_for()
+    page.goto(server + "/trials/demo/patients/seed-2")
+    form = page.locator("form.decision").first
+    action = form.locator("xpath=ancestor::article").get_attribute("id")
+    form.get_by_role("radio", name="Override").check()
+    form.get_by_label("Reason (required to override)").fill("Neutrophils recovered; continue at level 4")
+    form.get_by_role("button", name="Save decision").click()
+    page.get_by_text("Decision saved").wait_for()
+    text = page.locator(f"#{action}").inner_text()
+    assert "Overridden by investigator" in text and "Neutrophils recovered" in text
+    page.locator(f"#{action}").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "dose-decision.png")
+    page.context.close()

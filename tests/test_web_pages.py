@@ -1,0 +1,468 @@
+"""The dashboard through FastAPI's TestClient: every page, login and session cookie, CSRF, roles,
+site scoping (a NORTH nurse never sees an OSU patient), import preview and commit, the vendored
+htmx file and the stylesheet's contrast."""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from dosewatch.api.app import Settings, create_app
+from dosewatch.demo import seed_bundle_path
+from dosewatch.store import demo, service
+from dosewatch.store.db import Store
+from dosewatch.store.models import Alert, AuditEntry, DoseAction
+from dosewatch.store.scope import Viewer
+from dosewatch.web import queries
+from dosewatch.web.routes import mount
+
+STATIC = Path(__file__).parents[1] / "src" / "dosewatch" / "web" / "static"
+PAGES = ["today", "alerts", "patients/seed-1", "cohort", "cohort?design=boin&target=0.3", "import", "audit",
+         "audit?patient=seed-1"]
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("web") / "demo.db"
+    store = Store(f"sqlite:///{path}", today=demo.TODAY)
+    store.upgrade()
+    demo.create_demo(store)
+    store.dispose()
+    return path
+
+
+@pytest.fixture
+def app(demo_db, tmp_path):
+    """A fresh copy of the demo database per test, so that writes do not leak between tests."""
+    path = tmp_path / "demo.db"
+    shutil.copy(demo_db, path)
+    store = Store(f"sqlite:///{path}", today=demo.TODAY)
+    application = create_app(Settings(db_url=store.url, secret_key="test-key-" + "x" * 40, today=demo.TODAY),
+                             store=store)
+    mount(application)  # idempotent: a no-op once create_app mounts the dashboard itself
+    yield application
+    store.dispose()
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def login(app, user: str, password: str = demo.PASSWORD) -> TestClient:
+    client = TestClient(app)
+    form = client.get("/login")
+    r = client.post("/login", data={"username": user, "password": password, "csrf": csrf_of(form.text), "next": "/"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def page(client: TestClient, path: str) -> str:
+    r = client.get(f"/trials/demo/{path}")
+    assert r.status_code == 200, (path, r.status_code, r.text[:500])
+    return r.text
+
+
+def alert_id(app, patient: str, rule_end: str) -> int:
+    with app.state.store.reading() as session:
+        rows = service.list_alerts(session, service.trial_by_code(session, "demo"), demo.DEMO, patient_id=patient)
+    return next(a["id"] for a in rows if a["rule"].endswith(rule_end))
+
+
+# ------------------------------------------------------------------------------------------ login
+
+def test_pages_need_a_login_and_come_back_after_it(app):
+    client = TestClient(app)
+    r = client.get("/trials/demo/alerts?severity=critical", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Ftrials%2Fdemo%2Falerts%3Fseverity%3Dcritical"
+    form = client.get(r.headers["location"])
+    assert '<label for="username">' in form.text and '<label for="password">' in form.text
+    r = client.post("/login", data={"username": "nurse", "password": demo.PASSWORD, "csrf": csrf_of(form.text),
+                                    "next": "/trials/demo/alerts?severity=critical"}, follow_redirects=False)
+    assert r.headers["location"] == "/trials/demo/alerts?severity=critical"
+    assert client.get(r.headers["location"]).status_code == 200
+
+
+def test_session_cookie_is_httponly_samesite_and_signed(app):
+    client = TestClient(app)
+    form = client.get("/login")
+    r = client.post("/login", data={"username": "nurse", "password": demo.PASSWORD, "csrf": csrf_of(form.text)},
+                    follow_redirects=False)
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("dosewatch_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http in tests; https sets it
+    value = client.cookies["dosewatch_session"]
+    forged = TestClient(app, cookies={"dosewatch_session": value[:-3] + ("AAA" if value[-3:] != "AAA" else "BBB")})
+    assert forged.get("/trials/demo/today", follow_redirects=False).status_code == 303
+
+
+def test_wrong_password_and_missing_login_token(app):
+    client = TestClient(app)
+    form = client.get("/login")
+    r = client.post("/login", data={"username": "nurse", "password": "wrong-password", "csrf": csrf_of(form.text)})
+    assert r.status_code == 401 and "Wrong user name or password." in r.text
+    assert "dosewatch_session" not in client.cookies
+    r = client.post("/login", data={"username": "nurse", "password": demo.PASSWORD, "csrf": "not-the-token"})
+    assert r.status_code == 403
+    assert "dosewatch_session" not in client.cookies
+
+
+def test_login_never_redirects_off_site(app):
+    client = TestClient(app)
+    form = client.get("/login?next=//evil.example/x")
+    assert 'value="/"' in form.text
+    r = client.post("/login", data={"username": "nurse", "password": demo.PASSWORD, "csrf": csrf_of(form.text),
+                                    "next": "https://evil.example/"}, follow_redirects=False)
+    assert r.headers["location"] == "/"
+
+
+def test_api_token_is_not_a_session_and_session_is_not_a_token(app):
+    client = login(app, "nurse")
+    token = client.post("/api/token", data={"username": "nurse", "password": demo.PASSWORD}).json()["access_token"]
+    other = TestClient(app, cookies={"dosewatch_session": token})
+    assert other.get("/trials/demo/today", follow_redirects=False).status_code == 303
+    session_cookie = client.cookies["dosewatch_session"]
+    assert TestClient(app).get("/api/me", headers={"Authorization": f"Bearer {session_cookie}"}).status_code == 401
+
+
+def test_logout_needs_the_token_and_ends_the_session(app):
+    client = login(app, "nurse")
+    assert client.post("/logout", data={}, follow_redirects=False).status_code == 403
+    html = page(client, "today")
+    r = client.post("/logout", data={"csrf": csrf_of(html)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert client.get("/trials/demo/today", follow_redirects=False).status_code == 303
+
+
+def test_a_deactivated_user_is_out_at_once(app):
+    from dosewatch.store.models import User
+
+    client = login(app, "nurse")
+    with app.state.store.writing() as session:
+        session.scalar(select(User).where(User.name == "nurse")).active = False
+    assert client.get("/trials/demo/today", follow_redirects=False).status_code == 303
+
+
+# ------------------------------------------------------------------------------------------ pages
+
+def test_every_page_renders_with_security_headers_and_no_inline_script(app):
+    client = login(app, "nurse")
+    for path in PAGES:
+        r = client.get(f"/trials/demo/{path}")
+        assert r.status_code == 200, path
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert '<script src="/static/htmx.min.js"' in r.text
+        assert re.search(r"<script(?![^>]*\bsrc=)", r.text) is None, path  # no inline script
+        assert " style=" not in r.text, path  # no inline style (the policy forbids it)
+        assert 'href="https://' not in r.text and 'src="https://' not in r.text  # nothing from a CDN
+
+
+def test_every_form_field_has_a_label(app):
+    client = login(app, "investigator")
+    for path in PAGES:
+        html = page(client, path)
+        for m in re.finditer(r"<(input|select|textarea)\b([^>]*)>", html):
+            attrs = m.group(2)
+            if 'type="hidden"' in attrs:
+                continue
+            ident = re.search(r'id="([^"]+)"', attrs)
+            wrapped = html.rfind("<label>", 0, m.start()) > html.rfind("</label>", 0, m.start())
+            assert wrapped or (ident and f'for="{ident.group(1)}"' in html), (path, attrs)
+
+
+def test_today_lists_my_patients_with_state_and_open_alerts(app):
+    html = page(login(app, "nurse"), "today")
+    for pid in ("seed-1", "seed-2", "seed-3", "seed-4"):
+        assert f"/patients/{pid}\">{pid}</a>" in html
+    assert "north-1" not in html
+    assert "state-dead" in html and "state-held" in html
+    assert "lenalidomide: 10 mg" in html  # seed-3 on 10 mg today
+    assert 'sev sev-critical' in html  # open critical alerts counted
+
+
+def test_alert_inbox_most_severe_then_oldest_with_rule_source_and_action(app):
+    html = page(login(app, "nurse"), "alerts")
+    severities = re.findall(r'<article class="alert sev-border-(\w+)"', html)
+    assert severities == sorted(severities, key=queries.severity_rank) and "critical" in severities
+    first = html.index('<article class="alert')
+    tls = html.index("lenalidomide-cll-25mg-2007:tls")
+    assert tls > first
+    assert "REVLIMID (lenalidomide) US Prescribing Information" in html  # the rule's source
+    assert "hold lenalidomide" in html  # the protocol action
+    assert "seed-1-k-d5" in html  # evidence
+    assert "CTCAE v5.0 (27 Nov 2017), Metabolism and nutrition disorders: Hyperkalemia, grade 3" in html  # a grade alert's row
+
+
+def test_lymphocytosis_is_not_shown_as_a_toxicity_in_the_lab_table(app):
+    html = page(login(app, "nurse"), "patients/seed-1")
+    table = html[html.index('<table class="labs">'):]
+    assert "Leukocytosis" not in table and "Lymphocyte count increased" not in table  # iwCLL 2018: not a toxicity
+
+
+def test_alert_inbox_filters(app):
+    client = login(app, "nurse")
+    html = page(client, "alerts?patient=seed-2&severity=urgent")
+    patients = set(re.findall(r'/patients/(seed-\d)">', html))
+    assert patients == {"seed-2"}
+    assert set(re.findall(r'sev-border-(\w+)', html)) == {"urgent"}
+    assert "No open alerts with these filters" in page(client, "alerts?site=NORTH")
+
+
+def test_patient_page_has_timeline_with_tls_alert_on_its_day_labs_and_history(app):
+    html = page(login(app, "nurse"), "patients/seed-1")
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    marker = re.search(r'<g class="tl-alert" data-alert-id="(\d+)" data-rule="lenalidomide-cll-25mg-2007:tls" '
+                       r'data-date="2007-03-08" data-study-day="4">', svg)
+    assert marker, "the TLS alert is marked on 2007-03-08, study day 4"
+    assert "day 4 (2007-03-08): critical alert lenalidomide-cll-25mg-2007:tls" in svg
+    assert "prednisone" in svg and "tl-missed" in svg  # the steroid he did not take
+    assert "Potassium" in svg and "TLS ≥6" in svg  # a lab against the TLS cut-off
+    assert "Hyperkalemia grade" in svg or "G3 6" in svg
+    assert 'class="g4"' in html or 'class="g3"' in html  # graded lab table
+    assert "Alert history" in html and "adherence:prophylaxis-not-done" in html
+    assert "Waiting for an investigator" in html and 'name="decision"' not in html  # the nurse cannot decide
+
+
+def test_lab_thresholds_come_from_the_criteria_files(app):
+    with app.state.store.reading() as session:
+        trial = service.trial_by_code(session, "demo")
+        view = queries.patient_view(session, trial, demo.DEMO, "seed-1")
+        lines = queries.lab_thresholds(view["cohort"], view["protocol"], view["day1"])
+    k = {ln["grade"]: ln["value"] for ln in lines["K"]}
+    assert k[2] == pytest.approx(5.5) and k[3] == pytest.approx(6.0) and k[4] == pytest.approx(7.0)  # CTCAE v5.0
+    assert k[1] == pytest.approx(5.1)  # 1 x this patient's ULN
+    assert k[None] == pytest.approx(6.0)  # Cairo-Bishop Table I
+    urate_tls = next(ln for ln in lines["URATE"] if ln["grade"] is None)
+    assert urate_tls["label"] == "TLS ≥8 mg/dL"  # reported in mg/dL: the mg/dL cut-off (native-unit rule)
+    ca = {ln["grade"]: ln["value"] for ln in lines["CA"]}
+    assert ca[2] == pytest.approx(8 / 4.008, rel=1e-3)  # CA reported in mg/dL: "< 8 mg/dL", not "< 2.0 mmol/L"
+    neut = {ln["grade"]: ln["value"] for ln in lines["NEUT"]}
+    assert neut[4] == pytest.approx(0.5) and neut[1] == pytest.approx(2.0)  # iwCLL 2018 Table 5
+
+
+def test_cohort_board_matches_the_api_and_shows_dlt_status(app):
+    client = login(app, "nurse")
+    html = page(client, "cohort")
+    token = client.post("/api/token", data={"username": "nurse", "password": demo.PASSWORD}).json()["access_token"]
+    api = client.get("/api/trials/demo/cohort/next", headers={"Authorization": f"Bearer {token}"}).json()
+    assert f"dose level {api['next_dose']}" in html and api["reason"] in html.replace("&gt;", ">")
+    assert "DLT (Laboratory tumor lysis syndrome, 2007-03-08)" in html
+    assert "your sites only" in html and "north-1" not in html
+    boin = page(client, "cohort?design=boin&target=0.3")
+    assert "BOIN boundaries" in boin and "escalate if DLTs ≤" in boin
+    assert "needs a target" in page(client, "cohort?design=boin")
+    assert client.get("/trials/demo/cohort?design=rm -rf").status_code == 400
+
+
+def test_audit_page_and_chain_status_by_role(app):
+    nurse = page(login(app, "nurse"), "audit?patient=seed-1")
+    assert "Chain verification is for the admin" in nurse and "Chain verified" not in nurse
+    assert "seed-1" in nurse
+    monitor = page(login(app, "monitor"), "audit?patient=seed-1")
+    assert "Chain verified" in monitor
+
+
+def test_unknown_trial_and_patient_are_not_found_pages(app):
+    client = login(app, "nurse")
+    r = client.get("/trials/nope/today")
+    assert r.status_code == 404 and "Not found" in r.text
+    assert client.get("/trials/demo/patients/nobody").status_code == 404
+
+
+# ------------------------------------------------------------------------------------------ scoping
+
+def test_north_nurse_never_sees_osu_patients_on_any_page(app):
+    client = login(app, "nurse-north")
+    for path in PAGES[:2] + PAGES[3:6] + ["audit", "alerts?site=OSU", "audit?patient=north-1"]:
+        html = page(client, path)
+        assert "seed-" not in html, path
+        for site_mark in (">OSU<", "(OSU)", '"OSU"'):  # (the protocol's source text names the OSU study)
+            assert site_mark not in html, path
+    html = page(client, "alerts?patient=seed-1")  # the filter echoes what was typed, and finds nothing
+    assert "/patients/seed-" not in html and "No open alerts with these filters" in html
+    assert "north-1" in page(client, "today")
+    assert client.get("/trials/demo/patients/seed-1").status_code == 404
+    assert client.get("/trials/demo/audit?patient=seed-1").status_code == 404
+    # Acting on another site's alert answers exactly like a missing one, and changes nothing.
+    osu_alert = alert_id(app, "seed-1", ":tls")
+    r = client.post(f"/trials/demo/alerts/{osu_alert}/ack", data={"csrf": csrf_of(page(client, "today")), "note": "x"})
+    assert r.status_code == 404 and "no alert" in r.text
+    with app.state.store.reading() as session:
+        assert session.get(Alert, osu_alert).status == "open"
+
+
+# ------------------------------------------------------------------------------------------ actions
+
+def test_acknowledge_needs_the_csrf_token(app):
+    client = login(app, "nurse")
+    aid = alert_id(app, "seed-1", ":tls")
+    assert client.post(f"/trials/demo/alerts/{aid}/ack", data={"note": "x"}).status_code == 403
+    assert client.post(f"/trials/demo/alerts/{aid}/ack", data={"note": "x", "csrf": "forged"}).status_code == 403
+    other = login(app, "investigator")  # a valid token, but another session's
+    token = csrf_of(page(other, "today"))
+    assert client.post(f"/trials/demo/alerts/{aid}/ack", data={"note": "x", "csrf": token}).status_code == 403
+    with app.state.store.reading() as session:
+        assert session.get(Alert, aid).status == "open"
+
+
+def test_nurse_acknowledges_tls_alert_with_note_and_finds_the_audit_entry(app):
+    client = login(app, "nurse")
+    aid = alert_id(app, "seed-1", ":tls")
+    html = page(client, "alerts")
+    assert f'action="/trials/demo/alerts/{aid}/ack"' in html and f'action="/trials/demo/alerts/{aid}/ack"' in page(
+        client, "patients/seed-1")
+    r = client.post(f"/trials/demo/alerts/{aid}/ack",
+                    data={"csrf": csrf_of(html), "note": "K repeated <script>x</script>", "next": "/trials/demo/alerts"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/trials/demo/alerts?msg=ack#alert-{aid}"
+    after = client.get(r.headers["location"]).text
+    assert "Alert acknowledged" in after and f'id="alert-{aid}"' not in after  # no longer open
+    with app.state.store.reading() as session:
+        alert = session.get(Alert, aid)
+        assert (alert.status, alert.ack_by) == ("acknowledged", "nurse")
+    audit = page(client, "audit?patient=seed-1")
+    assert "acknowledge" in audit and "K repeated &lt;script&gt;" in audit and "<script>x" not in audit
+    patient = page(client, "patients/seed-1")
+    assert "Acknowledged by nurse" in patient
+    # A second acknowledgement is refused, not repeated.
+    r = client.post(f"/trials/demo/alerts/{aid}/ack", data={"csrf": csrf_of(html), "note": "again"})
+    assert r.status_code == 400 and "not open" in r.text
+
+
+def test_read_only_roles_see_no_ack_form_and_cannot_post(app):
+    client = login(app, "monitor")
+    html = page(client, "alerts")
+    assert "Acknowledge alert" not in html
+    aid = alert_id(app, "seed-1", ":tls")
+    r = client.post(f"/trials/demo/alerts/{aid}/ack", data={"csrf": csrf_of(html), "note": "x"})
+    assert r.status_code == 403
+
+
+def test_investigator_overrides_a_dose_action_with_a_reason(app):
+    client = login(app, "investigator")
+    html = page(client, "patients/seed-1")
+    ids = [int(i) for i in re.findall(r'/dose-actions/(\d+)/decision', html)]
+    assert ids
+    url = f"/trials/demo/dose-actions/{ids[0]}/decision"
+    r = client.post(url, data={"csrf": csrf_of(html), "decision": "overridden", "reason": "  "})
+    assert r.status_code == 400 and "needs the reason" in r.text
+    r = client.post(url, data={"csrf": csrf_of(html), "decision": "overridden", "reason": "TLS treated; resume"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith(f"msg=decided#action-{ids[0]}")
+    with app.state.store.reading() as session:
+        action = session.get(DoseAction, ids[0])
+        assert (action.status, action.decided_by, action.reason) == ("overridden", "investigator", "TLS treated; resume")
+    assert "Overridden by investigator" in client.get(r.headers["location"]).text
+    assert "TLS treated; resume" in page(client, "audit?patient=seed-1")
+
+
+def test_nurse_cannot_decide_dose_actions(app):
+    client = login(app, "nurse")
+    with app.state.store.reading() as session:
+        aid = session.scalar(select(DoseAction.id).limit(1))
+    r = client.post(f"/trials/demo/dose-actions/{aid}/decision",
+                    data={"csrf": csrf_of(page(client, "today")), "decision": "accepted"})
+    assert r.status_code == 403
+
+
+# ------------------------------------------------------------------------------------------ import
+
+def audit_count(app) -> int:
+    with app.state.store.reading() as session:
+        return session.scalar(select(func.count()).select_from(AuditEntry))
+
+
+def test_import_preview_saves_nothing_then_commit(app):
+    client = login(app, "nurse")
+    html = page(client, "import")
+    before = audit_count(app)
+    bundle = seed_bundle_path().read_bytes()
+    r = client.post("/trials/demo/import", data={"csrf": csrf_of(html), "site": "OSU"},
+                    files={"file": ("seed.json", bundle, "application/json")})
+    assert r.status_code == 200 and "Validation report for seed.json" in r.text
+    assert re.search(r"<th scope=\"row\">observations</th><td>0</td><td>0</td><td>[1-9]\d*</td>", r.text)
+    assert audit_count(app) == before  # the preview was rolled back
+    token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)
+    other = login(app, "investigator")
+    assert other.post("/trials/demo/import/commit",
+                      data={"csrf": csrf_of(page(other, "today")), "token": token}).status_code == 404
+    r = client.post("/trials/demo/import/commit", data={"csrf": csrf_of(r.text), "token": token})
+    assert r.status_code == 200 and "Committed seed.json" in r.text
+    r = client.post("/trials/demo/import/commit", data={"csrf": csrf_of(r.text), "token": token})
+    assert r.status_code == 410
+
+
+def test_import_of_a_broken_file_lists_the_problems(app):
+    client = login(app, "nurse")
+    html = page(client, "import")
+    r = client.post("/trials/demo/import", data={"csrf": csrf_of(html)},
+                    files={"file": ("bad.json", b'{"resourceType": "Bundle", "entry": [{"resource": {}}]', "application/json")})
+    assert r.status_code == 200 and "Rejected" in r.text
+    r = client.post("/trials/demo/import", data={"csrf": csrf_of(html)},
+                    files={"file": ("x.zip", b"not a zip", "application/zip")})
+    assert "not a zip file" in r.text
+    assert client.post("/trials/demo/import", data={"csrf": "forged"},
+                       files={"file": ("x.zip", b"z", "application/zip")}).status_code == 403
+
+
+def test_north_nurse_cannot_enrol_at_osu(app):
+    client = login(app, "nurse-north")
+    html = page(client, "import")
+    assert '<option value="OSU">' not in html
+    r = client.post("/trials/demo/import", data={"csrf": csrf_of(html), "site": "OSU"},
+                    files={"file": ("seed.json", seed_bundle_path().read_bytes(), "application/json")})
+    assert r.status_code == 404
+
+
+# ------------------------------------------------------------------------------------------ files
+
+def test_vendored_htmx_matches_its_recorded_hash():
+    recorded = re.search(r"`htmx.min.js` \| npm `htmx.org` \| ([\d.]+) \| 0BSD \| `([0-9a-f]{64})`",
+                         (STATIC / "VENDORED.md").read_text())
+    assert recorded
+    assert hashlib.sha256((STATIC / "htmx.min.js").read_bytes()).hexdigest() == recorded.group(2)
+
+
+def _luminance(hex_colour: str) -> float:
+    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_stylesheet_colour_pairs_meet_wcag_aa():
+    css = (STATIC / "dashboard.css").read_text()
+    colours = dict(re.findall(r"(--[\w-]+): (#[0-9a-f]{6});", css))
+    pairs = re.findall(r"pair: (--[\w-]+) on (--[\w-]+)", css)
+    assert len(pairs) >= 10
+    for fg, bg in pairs:
+        a, b = sorted((_luminance(colours[fg]), _luminance(colours[bg])), reverse=True)
+        assert (a + 0.05) / (b + 0.05) >= 4.5, (fg, bg)
+
+
+def test_mount_is_idempotent(app):
+    n = len(app.routes)
+    mount(app)
+    assert len(app.routes) == n
+
+
+def test_static_files_are_served(app):
+    client = TestClient(app)
+    assert client.get("/static/htmx.min.js").status_code == 200
+    assert "text/css" in client.get("/static/dashboard.css").headers["content-type"]
+
+
+def test_queries_scope_like_the_service(app):
+    north = Viewer("nurse-north", "nurse", frozenset({2}))
+    with app.state.store.reading() as session:
+        trial = service.trial_by_code(session, "demo")
+        assert [r["patient_id"] for r in queries.today_rows(session, trial, north)] == ["north-1"]
+        assert all(r["patient_id"] == "north-1" for r in queries.alert_rows(session, trial, north))
+        assert [p["patient_id"] for lv in queries.cohort_board(session, trial, north, "3+3", None)["levels"]
+                for p in lv["patients"]] == ["north-1"]
