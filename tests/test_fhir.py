@@ -507,3 +507,68 @@ def test_bundle_entry_fields_are_validated(tmp_path):
     result = read_fhir(path, collect=True)
     assert [(p.source, p.field) for p in result.errors] == [("t.json Bundle", "entry[0].request.url")]
     assert "invalid FHIR R4 Bundle" in result.errors[0].message
+
+
+# -- patients enrolled before (the trial server's import) --------------------------------------------
+
+def test_known_patients_are_referred_to_without_a_patient_resource(tmp_path):
+    path = bundle_file(tmp_path, potassium("k1"), potassium("k2", subject={"reference": "Patient/p2"}))
+    with pytest.raises(InputError) as exc:
+        read_fhir(path)
+    assert "not in the bundle" in str(exc.value)
+    result = read_fhir(path, known_patients={"p1", "p2"})
+    assert result.cohort.patients.is_empty()  # not created: the store links them
+    assert sorted(result.cohort.observations["patient_id"].to_list()) == ["p1", "p2"]
+    # only the known ones: another reference is still an error naming the resource and field
+    result = read_fhir(path, known_patients={"p1"}, collect=True)
+    assert [(p.source, p.field) for p in result.errors] == [("b.json Observation/k2", "subject")]
+
+
+def test_a_known_patient_with_an_id_that_is_not_a_fhir_id_is_found_by_its_written_id(tmp_path):
+    pid = "SITE 01/0042"
+    path = bundle_file(tmp_path, potassium("k1", subject={"reference": f"Patient/{fhir_id(pid)}"}))
+    assert read_fhir(path, known_patients={pid}).cohort.observations["patient_id"].to_list() == [pid]
+
+
+def test_a_patient_resource_in_the_bundle_wins_over_the_known_one(tmp_path):
+    path = bundle_file(tmp_path, {**PATIENT, "gender": "robot"}, potassium("k1"))
+    result = read_fhir(path, known_patients={"p1"}, collect=True)
+    assert any(p.field == "subject" and "invalid" in p.message for p in result.errors)
+
+
+# -- validation by shape (the fast path): the same verdict as fhir.resources --------------------------
+
+@pytest.mark.parametrize("field, value", [
+    ("status", "final  "),  # a code with trailing blanks
+    ("status", ""),
+    ("id", "no spaces allowed"),
+    ("effectiveDateTime", "2024-13-02T08:00:00+01:00"),
+    ("effectiveDateTime", "yesterday"),
+    ("subject.reference", ""),
+    ("valueQuantity.code", ""),
+    ("valueQuantity.code", "mmol/L "),
+])
+def test_a_bad_value_in_a_known_shape_is_reported_as_by_full_validation(tmp_path, field, value):
+    from fhir.resources.R4B.observation import Observation
+
+    good = [potassium(f"k{i}", value=4.0 + i / 10) for i in range(3)]
+    for g in good:  # one shape: valueQuantity with a system and a code
+        g["valueQuantity"].update(system="http://unitsofmeasure.org", code="mmol/L")
+    bad = json.loads(json.dumps(good[0]))
+    bad["id"], bad["valueQuantity"]["value"] = "bad", 5.0
+    head, _, tail = field.partition(".")
+    if tail:
+        bad[head][tail] = value
+    else:
+        bad[head] = value
+    try:
+        Observation.model_validate(bad)
+        expected = False
+    except Exception:
+        expected = True
+    result = read_fhir(bundle_file(tmp_path, PATIENT, *good, bad), collect=True)  # the good ones first
+    assert expected  # each case is invalid FHIR
+    bad_id = "bad" if field != "id" else value
+    assert {p.source for p in result.errors} == {f"b.json Observation/{bad_id}"}  # named, with the field
+    assert any(p.field.startswith(head) for p in result.errors)
+    assert result.cohort.observations["obs_id"].to_list() == ["k0", "k1", "k2"]

@@ -99,8 +99,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(db_path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DOSEWATCH_DB": f"sqlite:///{db_path}", "DOSEWATCH_TODAY": TODAY.isoformat(),
+def _start_server(url: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "DOSEWATCH_DB": url, "DOSEWATCH_TODAY": TODAY.isoformat(),
            "DOSEWATCH_SECRET_KEY": SECRET}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "dosewatch.api.app:app_from_env",
                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
@@ -116,62 +116,103 @@ def _start_server(db_path, port: int) -> subprocess.Popen:
     raise AssertionError("the server did not start")
 
 
-def test_kill_9_during_an_import_keeps_acknowledged_imports_and_no_partial_one(demo_template, tmp_path):
+def _copy_demo(kind: str, url: str, demo_template) -> None:
+    """The demo database at ``url``: a copy of the template (SQLite), or built there (PostgreSQL)."""
+    if kind == "sqlite":
+        shutil.copy(demo_template, url.removeprefix("sqlite:///"))
+        return
+    from dosewatch.store.db import Store
+    from dosewatch.store.demo import create_demo
+
+    store = Store(url, today=TODAY)
+    store.upgrade()
+    create_demo(store)
+    store.dispose()
+
+
+def _import_started(kind: str, url: str):
+    """A test of whether an import is writing: the SQLite WAL file changed, or the audit chain's
+    head row is locked by a writer (PostgreSQL)."""
+    if kind == "sqlite":
+        wal = __import__("pathlib").Path(url.removeprefix("sqlite:///") + "-wal")
+        stamp = wal.stat().st_mtime_ns
+        return lambda: wal.stat().st_mtime_ns != stamp
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    dsn = u.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    conn = psycopg.connect(dsn, options=u.query["options"], autocommit=False)
+
+    def locked() -> bool:
+        try:
+            conn.execute("SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE NOWAIT")
+            return False
+        except psycopg.errors.LockNotAvailable:
+            return True
+        finally:
+            conn.rollback()
+
+    return locked
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_kill_9_during_an_import_keeps_acknowledged_imports_and_no_partial_one(kind, demo_template, tmp_path):
     from dosewatch.store.audit import verify
     from dosewatch.store.db import Store
     from dosewatch.store.models import Observation, Patient
 
-    db = tmp_path / "demo.db"
-    shutil.copy(demo_template, db)
-    wal = tmp_path / "demo.db-wal"
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = _start_server(db, port)
-    try:
-        token = httpx.post(f"{base}/api/token", data={"username": "nurse", "password": PASSWORD}).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        small, large = synthetic_bundle(1, "acked"), synthetic_bundle(30, "big")
-        acked = httpx.post(f"{base}/api/trials/demo/fhir", content=body(small), headers=auth, timeout=120)
-        assert acked.status_code == 200
-        answer: dict = {}
+    with fresh_database(kind, tmp_path) as url:
+        _copy_demo(kind, url, demo_template)
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = _start_server(url, port)
+        try:
+            token = httpx.post(f"{base}/api/token", data={"username": "nurse", "password": PASSWORD}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            small, large = synthetic_bundle(1, "acked"), synthetic_bundle(30, "big")
+            acked = httpx.post(f"{base}/api/trials/demo/fhir", content=body(small), headers=auth, timeout=120)
+            assert acked.status_code == 200
+            answer: dict = {}
 
-        def send() -> None:
-            try:
-                answer["response"] = httpx.post(f"{base}/api/trials/demo/fhir", content=body(large), headers=auth,
-                                                timeout=300)
-            except httpx.HTTPError as exc:
-                answer["error"] = exc
+            def send() -> None:
+                try:
+                    answer["response"] = httpx.post(f"{base}/api/trials/demo/fhir", content=body(large), headers=auth,
+                                                    timeout=300)
+                except httpx.HTTPError as exc:
+                    answer["error"] = exc
 
-        stamp = wal.stat().st_mtime_ns
-        sender = threading.Thread(target=send)
-        sender.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and "response" not in answer and wal.stat().st_mtime_ns == stamp:
-            time.sleep(0.005)  # the import starts writing: the WAL file changes
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=30)
-        sender.join(timeout=60)
-    finally:
-        if server.poll() is None:
+            started = _import_started(kind, url)
+            sender = threading.Thread(target=send)
+            sender.start()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and "response" not in answer and not started():
+                time.sleep(0.005)  # the import starts writing
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=30)
+            sender.join(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+        completed = "response" in answer and answer["response"].status_code == 200
+
+        server = _start_server(url, port)  # restart: SQLite recovers from its WAL, PostgreSQL from its log
+        try:
+            token = httpx.post(f"{base}/api/token", data={"username": "admin", "password": PASSWORD}).json()["access_token"]
+            pids = {p["patient_id"] for p in httpx.get(f"{base}/api/trials/demo/patients",
+                                                       headers={"Authorization": f"Bearer {token}"}).json()}
+        finally:
             server.kill()
-    completed = "response" in answer and answer["response"].status_code == 200
+            server.wait(timeout=30)
+        assert "acked-0" in pids
+        big = {p for p in pids if p.startswith("big-")}
+        assert big == ({f"big-{i}" for i in range(30)} if completed else set())
 
-    server = _start_server(db, port)  # restart: SQLite recovers from its WAL
-    try:
-        token = httpx.post(f"{base}/api/token", data={"username": "admin", "password": PASSWORD}).json()["access_token"]
-        pids = {p["patient_id"] for p in httpx.get(f"{base}/api/trials/demo/patients",
-                                                   headers={"Authorization": f"Bearer {token}"}).json()}
-    finally:
-        server.kill()
-        server.wait(timeout=30)
-    assert "acked-0" in pids
-    big = {p for p in pids if p.startswith("big-")}
-    assert big == ({f"big-{i}" for i in range(30)} if completed else set())
-
-    store = Store(f"sqlite:///{db}")
-    with store.reading() as session:
-        n_big = session.scalar(select(func.count()).select_from(Observation).join(Patient, Patient.id == Observation.patient_pk)
-                               .where(Patient.patient_id.like("big-%")))
-        assert n_big == (30 * 17 * 12 if completed else 0)
-        assert verify(session).ok
-    store.dispose()
+        store = Store(url)
+        with store.reading() as session:
+            n_big = session.scalar(select(func.count()).select_from(Observation)
+                                   .join(Patient, Patient.id == Observation.patient_pk)
+                                   .where(Patient.patient_id.like("big-%")))
+            assert n_big == (30 * 17 * 12 if completed else 0)
+            assert verify(session).ok
+        store.dispose()

@@ -38,27 +38,28 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="A demo trial (seed patients at site OSU, a synthetic "
                                        "patient at site NORTH) and demo users of every role; without --db, in a "
                                        "fresh demo.db")] = False,
+    reassess_hour: Annotated[int, typer.Option(min=0, max=23, help="Reassess every patient at start and daily at "
+                                               "this hour (local time): overdue labs and missed doses raise "
+                                               "their alerts without new data")] = 2,
 ) -> None:
     """Start the trial server (HTTP API, OpenAPI at /openapi.json); migrations apply on start."""
     import uvicorn
 
     from .api.app import Settings, create_app
-    from .store.db import Store, data_dir, default_url
+    from .store.db import Store, data_dir
 
     today = None
     if demo:
-        from .store.demo import TODAY, create_demo, login_help
+        from .store.demo import TODAY, create_demo, demo_database, login_help
 
         today = TODAY
         if db is None:
-            for suffix in ("", "-wal", "-shm"):
-                (data_dir() / f"demo.db{suffix}").unlink(missing_ok=True)
-            db = default_url("demo.db")
+            db = demo_database(data_dir())
     store = Store(db, today=today)
-    app = create_app(Settings(db_url=store.url, today=today), store=store)
+    app = create_app(Settings(db_url=store.url, today=today, reassess_hour=reassess_hour), store=store)
     typer.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}", err=True)
     if demo:
-        create_demo(store)
+        create_demo(store)  # nothing to do in a copy of the template
         typer.echo(login_help(f"http://{host}:{port}"), err=True)
     uvicorn.run(app, host=host, port=port)
 
@@ -184,6 +185,35 @@ def trials_reassess(
     except (NotFound, ValueError) as exc:
         _fail(exc)
     typer.echo(f"{n} patient(s) of {code} reassessed as of {day}")
+
+
+@trials_app.command("set-protocol")
+def trials_set_protocol(
+    code: Annotated[str, typer.Argument(help="Trial code")],
+    protocol: Annotated[str, typer.Option(help="Built-in protocol id or protocol YAML file: the same protocol id, "
+                                          "a higher version")],
+    reason: Annotated[str, typer.Option(help="Why the protocol changed (audited)")],
+    as_of: Annotated[Optional[str], typer.Option(help="Reassess as of YYYY-MM-DD [default: today]")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Put a new version of the trial's protocol in force; every patient is reassessed under it and
+    every later assessment, alert and dose action names it. Earlier versions stay stored."""
+    import datetime as dt
+
+    from .errors import InputError
+    from .store.admin import new_protocol_version, trial_by_code
+    from .store.assess import recompute_all
+    from .store.scope import NotFound, Refused
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+        with _store(db).writing() as session:
+            trial = new_protocol_version(session, _actor(), trial_by_code(session, code), protocol, reason)
+            version = trial.protocol_version
+            n = recompute_all(session, trial, day)
+    except (NotFound, Refused, InputError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"trial {code} now on protocol version {version}; {n} patient(s) reassessed as of {day}")
 
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)

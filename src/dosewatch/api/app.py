@@ -1,9 +1,11 @@
 """``create_app(settings)``: the FastAPI application, its error handling and its routers."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,7 @@ class Settings:
     token_minutes: int = 60
     max_upload_bytes: int = 50 * 1024 * 1024
     today: dt.date | None = None  # fixed assessment date (the demo's data are from 2007)
+    reassess_hour: int | None = None  # reassess every trial at start and daily at this hour (local time)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -31,7 +34,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or Store(settings.db_url, today=settings.today)
     store.upgrade()
-    app = FastAPI(title="dosewatch trial server", version="0.1.0",
+    app = FastAPI(title="dosewatch trial server", version="0.1.0", lifespan=_lifespan,
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
     _handlers(app)
@@ -39,7 +42,41 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     for module in (login, trials, decisions, audit):
         app.include_router(module.router, prefix="/api")
+    from ..web.routes import mount
+
+    mount(app)  # the dashboard: server-rendered pages on the same store, roles and site scoping
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """The daily reassessment runs beside the server (``serve`` sets the hour; several workers of
+    ``app_from_env`` leave it to ``dosewatch trials reassess`` from cron)."""
+    hour = app.state.settings.reassess_hour
+    task = asyncio.create_task(_daily(app.state.store, hour)) if hour is not None else None
+    yield
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+async def _daily(store: Store, hour: int) -> None:
+    """Reassess every trial now, then every day at ``hour``, so that an overdue lab or a missed dose
+    raises its alert without new data. A failure is logged and retried at the next run."""
+    from ..store.assess import reassess_all
+
+    while True:
+        try:
+            done = await asyncio.to_thread(reassess_all, store)
+            log.info("daily reassessment: %s", ", ".join(f"{t} {n} patient(s)" for t, n in done.items()) or "no trial")
+        except Exception:
+            log.exception("daily reassessment failed")
+        now = dt.datetime.now()
+        due = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+        if due <= now:
+            due += dt.timedelta(days=1)
+        await asyncio.sleep((due - now).total_seconds())
 
 
 def _problem(status: int, detail: str, **extra) -> JSONResponse:

@@ -12,10 +12,9 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 
-from ..store.admin import viewer_of
 from ..store.db import Store
-from ..store.models import User
-from ..store.scope import Viewer
+from ..store.models import User, UserSite
+from ..store.scope import ALL_SITES_ROLES, Viewer
 from .security import token_user
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/token")
@@ -34,11 +33,14 @@ def current_viewer(request: Request, store: StoreDep, token: Annotated[str, Depe
     name = token_user(token, request.app.state.settings.secret_key)
     if name is None:
         raise unauthorized
-    with store.reading() as session:
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None or not user.active:
-            raise unauthorized
-        return viewer_of(session, user)
+    with store.reading() as session:  # one query: the user and their sites
+        rows = session.execute(select(User.role, User.active, UserSite.site_id)
+                               .outerjoin(UserSite, UserSite.user_id == User.id).where(User.name == name)).all()
+    if not rows or not rows[0].active:
+        raise unauthorized
+    role = rows[0].role
+    sites = None if role in ALL_SITES_ROLES else frozenset(r.site_id for r in rows if r.site_id is not None)
+    return Viewer(name, role, sites)
 
 
 CurrentViewer = Annotated[Viewer, Depends(current_viewer)]

@@ -96,6 +96,6 @@ def grade_iwcll(df: pl.DataFrame) -> pl.DataFrame:
     terms = {c: rows[0]["term"] for c, rows in rules.items()}
     return df.with_columns(
         pl.Series("grade_low", np.ma.masked_array(grade, mask=null), dtype=pl.Int8),
-        pl.Series("code_", code).replace_strict(terms, default=None, return_dtype=pl.String).alias("term_low"),
+        df["code"].cast(pl.String).replace_strict(terms, default=None, return_dtype=pl.String).alias("term_low"),
         pl.Series(labels, dtype=pl.String).gather(pl.Series(reason, dtype=pl.UInt32)).alias("reason_low"),
     )

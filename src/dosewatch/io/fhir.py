@@ -72,6 +72,94 @@ def _model(resource_type: str):
     return getattr(importlib.import_module(f"fhir.resources.R4B.{_MODULES[resource_type]}"), resource_type)
 
 
+# ---------------------------------------------------------------------------------------------- validation by shape
+#
+# Validating every resource with its pydantic model takes ~0.3 ms an Observation: too slow for a
+# trial's daily labs. A resource's verdict depends on its shape (which elements, nested how, with
+# which JSON types) and on each primitive value against its FHIR type (code, id, uri, dateTime,
+# decimal, ...); fhir.resources checks no value against another. So the first resource of each
+# shape is validated in full; its shape's primitive elements get the same type validators the model
+# uses (``TypeAdapter`` of the field's annotation); a later resource of that shape has only its
+# values checked (each distinct value once per position). Any failure, and any shape whose path
+# cannot be followed (contained resources), goes to the full validation, which reports the errors.
+
+_SHAPES: dict[tuple, list | None] = {}  # (resource type, shape) -> [(validator, values seen)] or None: always in full
+_SEEN_MAX = 256
+
+
+def _shape(value: Any, leaves: list) -> Any:
+    """The hashable shape of a JSON value; appends its primitive values to ``leaves`` in order."""
+    if isinstance(value, dict):
+        return tuple((k, _shape(v, leaves)) for k, v in value.items())
+    if isinstance(value, list):
+        return (None, *(_shape(v, leaves) for v in value))  # a dict's items are pairs: no clash
+    leaves.append(value)
+    return type(value)
+
+
+def _leaves_ok(checks: list, leaves: list) -> bool:
+    try:
+        for (check, seen), value in zip(checks, leaves, strict=True):
+            if value not in seen:
+                check(value)
+                if len(seen) < _SEEN_MAX:
+                    seen.add(value)
+    except (pydantic.ValidationError, ValueError, TypeError):
+        return False
+    return True
+
+
+@cache
+def _adapter(annotation: Any):
+    return pydantic.TypeAdapter(annotation).validate_python
+
+
+def _unwrap(annotation: Any) -> Any:
+    import typing
+
+    while typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _leaf_checks(model: Any, resource: dict, root: bool = True) -> list | None:
+    """The validators of a (valid) resource's primitive values, in ``_shape`` order; None when a
+    path cannot be followed to its FHIR type."""
+    import typing
+
+    out: list = []
+
+    def walk_model(klass: Any, obj: dict, root: bool = False) -> None:
+        fields = {f.alias or name: f.annotation for name, f in klass.model_fields.items()}
+        for k, v in obj.items():
+            if root and k == "resourceType":
+                out.append((lambda _: None, set()))
+            elif k in fields:
+                walk(fields[k], v)
+            else:
+                raise LookupError(k)
+
+    def walk(annotation: Any, value: Any) -> None:
+        annotation = _unwrap(annotation)
+        if isinstance(value, list):
+            if typing.get_origin(annotation) is not list:
+                raise LookupError(annotation)
+            for item in value:
+                walk(typing.get_args(annotation)[0], item)
+        elif isinstance(value, dict):
+            if not hasattr(annotation, "get_model_klass") or annotation.get_model_klass() is None:
+                raise LookupError(annotation)
+            walk_model(annotation.get_model_klass(), value)
+        else:
+            out.append((_adapter(annotation), set()))
+
+    try:
+        walk_model(model, resource, root=root)
+    except (LookupError, TypeError, pydantic.PydanticSchemaGenerationError):
+        return None
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- times
 
 _DATETIME = re.compile(
@@ -146,8 +234,10 @@ def _extension(resource: dict, url: str) -> Any:
 class _Reader:
     """One pass over a bundle's entries, collecting rows and problems."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, known_patients: set[str] | None = None):
         self.name = name
+        # Patients enrolled before (the server's import): referenced without a Patient resource.
+        self.known = {fhir_id(p): p for p in known_patients or ()}
         self.problems: list[Problem] = []
         self.n_errors = 0
         self.patients: list[dict] = []
@@ -185,7 +275,8 @@ class _Reader:
             return
         # The bundle's own fields (fullUrl, request, search), without the resources validated below.
         shell = {**bundle, "entry": [{k: v for k, v in e.items() if k != "resource"} for e in entries] or None}
-        if not self.validate("Bundle", {k: v for k, v in shell.items() if v is not None}, where):
+        shell = {k: v for k, v in shell.items() if v is not None}
+        if not self.shell_ok(shell) and not self.validate("Bundle", shell, where):
             return
         items = []
         for i, entry in enumerate(entries):
@@ -228,6 +319,26 @@ class _Reader:
             else:
                 self.warn(where, "resourceType", f"{rtype} is not read by dosewatch")
 
+    def shell_ok(self, shell: dict) -> bool:
+        """The bundle's own fields by shape (``_shape``): the Bundle with one entry of each shape is
+        validated, the other entries' values are checked with that entry's validators. False: not
+        shown valid this way (the full validation then names the errors)."""
+        reps: dict[Any, tuple[dict, list]] = {}
+        for entry in shell.get("entry", []):
+            leaves: list = []
+            reps.setdefault(_shape(entry, leaves), (entry, []))[1].append(leaves)
+        try:
+            _model("Bundle").model_validate({**shell, "entry": [e for e, _ in reps.values()]} if reps else shell)
+        except pydantic.ValidationError:
+            return False
+        from fhir.resources.R4B.bundle import BundleEntry
+
+        for entry, values in reps.values():
+            checks = _leaf_checks(BundleEntry, entry, root=False)
+            if checks is None or not all(_leaves_ok(checks, leaves) for leaves in values):
+                return False
+        return True
+
     def first(self, rtype: str, local_id: str, where: str, index: int) -> bool:
         """False (and an error) when the same resource was already read from an earlier entry."""
         key = (rtype, local_id)
@@ -238,12 +349,20 @@ class _Reader:
         return True
 
     def validate(self, rtype: str, resource: dict, where: str) -> bool:
+        """Validate with fhir.resources, or (the same verdict, faster) by shape: see ``_shape``."""
+        leaves: list = []
+        key = (rtype, _shape(resource, leaves)) if rtype != "Bundle" else None
+        checks = _SHAPES.get(key)
+        if checks is not None and _leaves_ok(checks, leaves):
+            return True
         try:
             _model(rtype).model_validate(resource)
         except pydantic.ValidationError as exc:
             for err in exc.errors():
                 self.error(where, _loc(err["loc"]), f"invalid FHIR R4 {rtype}: {' '.join(err['msg'].split())}")
             return False
+        if key is not None and key not in _SHAPES and len(_SHAPES) < 10_000:
+            _SHAPES[key] = _leaf_checks(_model(rtype), resource)
         return True
 
     # -- references
@@ -252,9 +371,12 @@ class _Reader:
         if not ref:
             self.error(where, "subject", "no patient reference")
             return None
-        pid = self.patient_keys.get(ref) or self.patient_keys.get(_relative(ref, "Patient"))
+        relative = _relative(ref, "Patient")
+        pid = self.patient_keys.get(ref) or self.patient_keys.get(relative)
+        if pid is None and relative is not None and relative[len("Patient/"):] in self.known:
+            return self.known[relative[len("Patient/"):]]
         if pid is None:
-            what = "not a Patient" if _relative(ref, "Patient") is None else "not in the bundle"
+            what = "not a Patient" if relative is None else "not in the bundle"
             self.error(where, "subject", f"reference {ref!r}: patient {what}")
         elif pid not in self.valid_patients:
             self.error(where, "subject", f"reference {ref!r}: that patient is invalid and was not read")
@@ -572,13 +694,17 @@ def _id_from_url(url: str | None) -> str | None:
     return url.rsplit(":", 1)[-1] if url.startswith("urn:") else url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = False) -> ReadResult:
+def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = False,
+              known_patients: set[str] | None = None) -> ReadResult:
     """Read a FHIR R4 Bundle (collection, transaction, batch or searchset) into a Cohort.
 
     All problems are collected in one pass. Any error fails the whole read (InputError) unless
-    ``skip_invalid`` (invalid records are dropped and listed) or ``collect`` is set."""
+    ``skip_invalid`` (invalid records are dropped and listed) or ``collect`` is set.
+    ``known_patients`` are patients enrolled before (the server passes the trial's): records may
+    refer to them (``Patient/<id>``) without a Patient resource in the bundle; they are not added
+    to the patients table, only their records are read."""
     path = Path(path)
-    reader = _Reader(path.name)
+    reader = _Reader(path.name, known_patients)
     try:
         bundle = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

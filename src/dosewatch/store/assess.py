@@ -12,11 +12,12 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..monitor import evaluate
 from ..protocols.model import Protocol
+from ..record import Cohort
 from .audit import now
 from .models import Alert, Assessment, DoseAction, Patient, ProtocolVersion, Trial
 from .records import load_cohort
@@ -34,51 +35,83 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
-def recompute(session: Session, trial: Trial, patient_pks: list[int], as_of: dt.date) -> int:
-    """Assess these patients as of ``as_of`` and store the assessments, alerts and dose actions."""
+def recompute(session: Session, trial: Trial, patient_pks: list[int], as_of: dt.date,
+              known: Cohort | None = None) -> int:
+    """Assess these patients as of ``as_of`` and store the assessments, alerts and dose actions.
+    ``known`` may hold the complete record of some of them (those an import just enrolled), which
+    then need not be read back."""
     if not patient_pks:
         return 0
     protocol = trial_protocol(session, trial)
     patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.id.in_(patient_pks)))}
-    cohort = load_cohort(session, trial.id, SYSTEM, patient_pks)
+    given = set(known.patients["patient_id"].to_list()) if known is not None else set()
+    load = [p.id for pid, p in patients.items() if pid not in given]
+    parts = [load_cohort(session, trial.id, SYSTEM, load)] if load else []
+    if given:
+        parts.append(known)
+    cohort = Cohort.concat(parts)
     stamp = now()
+    pks = [p.id for p in patients.values()]
+    stored = {r.patient_pk: r for r in session.scalars(select(Assessment).where(Assessment.patient_pk.in_(pks)))}
+    alerts, actions = _by_patient(session, Alert, pks), _by_patient(session, DoseAction, pks)
     for a in evaluate(cohort, protocol, as_of):
         p = patients[a.patient_id]
         data = a.as_dict()
-        row = session.scalar(select(Assessment).where(Assessment.patient_pk == p.id))
+        row = stored.get(p.id)
         if row is None:
             row = Assessment(trial_id=trial.id, site_id=p.site_id, patient_pk=p.id)
             session.add(row)
         row.as_of, row.protocol_version, row.data, row.computed_at = as_of, protocol.version, data, stamp
-        _sync(session, Alert, p, trial, protocol.version,
+        _sync(session, Alert, p, trial, protocol.version, alerts.get(p.id, {}),
               {_key(x["rule"], x["date"], x["message"]): x for x in data["alerts"] if x["severity"] != "info"},
               live="open", withdrawn_from=("open",))
-        _sync(session, DoseAction, p, trial, protocol.version,
+        _sync(session, DoseAction, p, trial, protocol.version, actions.get(p.id, {}),
               {_key(x["rule"], x["date"], x["drug"], x["action"], x["level"]): x for x in data["dose_actions"]},
               live="proposed", withdrawn_from=("proposed",))
     session.flush()
     return len(patients)
 
 
-def _sync(session: Session, model, patient: Patient, trial: Trial, version: int, current: dict[str, dict],
-          live: str, withdrawn_from: tuple[str, ...]) -> None:
-    stored = {r.key: r for r in session.scalars(select(model).where(model.patient_pk == patient.id))}
+def _by_patient(session: Session, model, pks: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(pks), 1000):
+        for r in session.scalars(select(model).where(model.patient_pk.in_(pks[start:start + 1000]))):
+            out.setdefault(r.patient_pk, {})[r.key] = r
+    return out
+
+
+def _sync(session: Session, model, patient: Patient, trial: Trial, version: int, stored: dict[str, Any],
+          current: dict[str, dict], live: str, withdrawn_from: tuple[str, ...]) -> None:
+    new = []
     for key, item in current.items():
         row = stored.get(key)
         if row is None:
             extra = ({"severity": item["severity"], "rule": item["rule"], "message": item["message"]}
                      if model is Alert else {"action": item["action"]})
-            session.add(model(trial_id=trial.id, site_id=patient.site_id, patient_pk=patient.id, key=key,
-                              date=dt.date.fromisoformat(item["date"]), data=item, protocol_version=version,
-                              status=live, **extra))
+            new.append({"trial_id": trial.id, "site_id": patient.site_id, "patient_pk": patient.id, "key": key,
+                        "date": dt.date.fromisoformat(item["date"]), "data": item, "protocol_version": version,
+                        "status": live, **extra})
         elif row.status == "withdrawn":
             row.status = live
     for key, row in stored.items():
         if key not in current and row.status in withdrawn_from:
             row.status = "withdrawn"
+    if new:  # Core executemany: thousands of alerts after a large import
+        session.execute(insert(model.__table__), new)
 
 
 def recompute_all(session: Session, trial: Trial, as_of: dt.date) -> int:
     """The daily run: every patient of the trial."""
     pks = list(session.scalars(select(Patient.id).where(Patient.trial_id == trial.id, Patient.deleted.is_(False))))
     return recompute(session, trial, pks, as_of)
+
+
+def reassess_all(store) -> dict[str, int]:
+    """The daily run on every trial, each in its own write transaction, as of ``store.today()``."""
+    with store.reading() as session:
+        codes = list(session.scalars(select(Trial.code).order_by(Trial.code)))
+    done = {}
+    for code in codes:
+        with store.writing() as session:
+            done[code] = recompute_all(session, session.scalar(select(Trial).where(Trial.code == code)), store.today())
+    return done

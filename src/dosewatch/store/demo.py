@@ -7,6 +7,8 @@ at start; they exist only in a demo database.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from ..demo import seed_bundle_path
 from ..io import ReadResult
@@ -88,9 +90,53 @@ def create_demo(store: Store) -> list[tuple[str, str, list[str]]]:
     return USERS
 
 
+def _code_key() -> str:
+    """A digest of the package's code and data: a demo built by other code is built again."""
+    import hashlib
+    from importlib import resources
+
+    root = Path(str(resources.files("dosewatch")))
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".yaml", ".yml", ".csv", ".json") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def demo_database(folder: Path) -> str:
+    """A fresh ``demo.db`` in ``folder``, copied from a template built on the first start (and again
+    whenever the code changed), so that ``serve --demo`` starts in about a second."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / f"demo-template-{_code_key()}.db"
+    if not template.exists():
+        for old in folder.glob("demo-template-*"):
+            old.unlink()
+        building = folder / f"{template.stem}.{os.getpid()}.tmp"
+        store = Store(f"sqlite:///{building}", today=TODAY)
+        store.upgrade()
+        create_demo(store)
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.dispose()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{building}{suffix}").unlink(missing_ok=True)
+        building.replace(template)
+    for suffix in ("", "-wal", "-shm"):
+        (folder / f"demo.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(template, folder / "demo.db")
+    return f"sqlite:///{folder / 'demo.db'}"
+
+
 def login_help(base_url: str) -> str:
-    names = ", ".join(f"{n} ({r}{' at ' + '/'.join(s) if s else ''})" for n, r, s in USERS)
-    return (f"demo users: {names}; password for all: {PASSWORD}\n"
-            f"log in:  curl -s -X POST {base_url}/api/token -d 'username=nurse&password={PASSWORD}'\n"
-            f"then:    curl -s -H 'Authorization: Bearer TOKEN' {base_url}/api/trials/{TRIAL}/alerts?status=open\n"
-            f"API docs: {base_url}/docs")
+    """What ``serve --demo`` prints: where to go and how to log in."""
+    users = "\n".join(f"    {n:<13} {r}{' at ' + '/'.join(s) if s else ' (all sites)'}" for n, r, s in USERS)
+    return (f"\ndosewatch demo trial server: {base_url}\n"
+            f"  dashboard: open {base_url}/ in a browser and log in as nurse (password below)\n"
+            f"  API docs, try it in the browser:  {base_url}/docs   (Authorize: a user below)\n"
+            f"  OpenAPI schema:                   {base_url}/openapi.json\n"
+            f"  users (password for all: {PASSWORD}):\n{users}\n"
+            f"  log in:  curl -s -X POST {base_url}/api/token -d 'username=nurse&password={PASSWORD}'\n"
+            f"  then:    curl -s -H 'Authorization: Bearer TOKEN' '{base_url}/api/trials/{TRIAL}/alerts?status=open'\n"
+            f"  the demo's today is {TODAY.isoformat()} (the seed data's last day); stop with Ctrl-C\n")

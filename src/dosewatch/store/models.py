@@ -84,13 +84,14 @@ class _Record:
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"))
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))  # scoping; read by patient_pk or id
     patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     time: Mapped[dt.datetime | None] = mapped_column(DateTime)
     date: Mapped[dt.date | None] = mapped_column(Date)
     time_known: Mapped[bool | None] = mapped_column(Boolean)
     source: Mapped[str | None] = mapped_column(Text)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_reason: Mapped[str | None] = mapped_column(Text)  # required when deleted (audited too)
 
 
 class Observation(_Record, Base):

@@ -9,17 +9,19 @@ before and after.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import insert, select, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem
 from ..io import ReadResult
 from ..record import DOSES_SCHEMA, EVENTS_SCHEMA, OBSERVATIONS_SCHEMA, PATIENTS_SCHEMA, Cohort
-from .audit import Change, append
+from .audit import Change, append, canonical, chain
+from .bulk import insert_frame, read_frame
 from .models import Dose, Event, Observation, Patient, Trial
 from .scope import Viewer, scoped
 
@@ -32,6 +34,7 @@ RECORDS = {
 RENAME = {"site": "body_site"}  # record column -> model attribute (``site`` means a body site there)
 PATIENT_FIELDS = ("sex", "birth_date", "deceased_date")
 CHUNK = 1000
+IMPORT_IDS = Table("import_ids", MetaData(), Column("id", String, primary_key=True))  # temporary, per import
 
 
 def record_fields(table: str) -> list[str]:
@@ -57,6 +60,7 @@ class ImportReport:
     warnings: list[Problem] = field(default_factory=list)
     patients: list[str] = field(default_factory=list)  # patients whose data changed
     changed_pks: list[int] = field(default_factory=list)
+    new_patients: Cohort | None = None  # the complete record of the patients this import enrolled
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
@@ -95,12 +99,60 @@ def _chunks(items: list, size: int = CHUNK):
         yield items[start:start + size]
 
 
+def _stored(session: Session, table: str, ids: list[str], trial_id: int) -> pl.DataFrame:
+    """The stored rows of ``table`` with these record ids: ``_pk``, ``_patient_pk``, the id and the
+    compared fields. Many ids go through a temporary table (one join instead of many ``IN`` lists)."""
+    model, key, schema = RECORDS[table]
+    fields = record_fields(table)
+    cols = [model.id.label("_pk"), model.patient_pk.label("_patient_pk"), getattr(model, key).label(key),
+            *(getattr(model, _attr(c)).label(c) for c in fields)]
+    out = {"_pk": pl.Int64, "_patient_pk": pl.Int64, key: pl.String, **{c: schema[c] for c in fields}}
+    stmt = select(*cols).where(model.trial_id == trial_id)
+    if len(ids) <= 4 * CHUNK:
+        frames = [read_frame(session, stmt.where(getattr(model, key).in_(chunk)), out) for chunk in _chunks(ids)]
+        return pl.concat(frames) if frames else pl.DataFrame(schema=out)
+    if session.bind.dialect.name == "sqlite":
+        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT)"))
+    else:
+        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT) ON COMMIT DROP"))
+    session.execute(text("DELETE FROM import_ids"))
+    insert_frame(session, "import_ids", pl.DataFrame({"id": ids}, schema={"id": pl.String}).unique())
+    found = read_frame(session, stmt.join(IMPORT_IDS, IMPORT_IDS.c.id == getattr(model, key)), out)
+    session.execute(text("DELETE FROM import_ids"))
+    return found
+
+
+def _created_json(df: pl.DataFrame, fields: list[str]) -> pl.Series:
+    """The audit entry's ``after`` of each new record: its fields as JSON (sorted keys, ISO dates),
+    encoded on the whole column."""
+    exprs = []
+    for c in sorted(fields):
+        dtype = df.schema[c]
+        if isinstance(dtype, pl.Datetime):
+            exprs.append(pl.when(pl.col(c).dt.microsecond() == 0).then(pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S"))
+                         .otherwise(pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f")).alias(c))
+        elif dtype == pl.Date:
+            exprs.append(pl.col(c).dt.strftime("%Y-%m-%d"))
+        else:
+            exprs.append(pl.col(c))
+    return df.select(pl.struct(exprs).struct.json_encode()).to_series()
+
+
+def _first_source(cohort: Cohort, pid: str) -> str:
+    for table in RECORDS:
+        df = getattr(cohort, table).filter(pl.col("patient_id") == pid)
+        if df.height:
+            return df["source"][0] or pid
+    return pid
+
+
 def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: Viewer, *, site_id: int | None,
                   skip_invalid: bool = False, reason: str | None = None, latest: dt.date | None = None) -> ImportReport:
     """Import what a reader read (``read_fhir`` / ``read_sdtm`` with ``collect=True``) into ``trial``,
     in the caller's write transaction. New patients are enrolled at ``site_id``; patients already
-    enrolled at a site the viewer cannot see are refused. Raises ``InputError`` (nothing written)
-    when anything is refused, unless ``skip_invalid``."""
+    enrolled at a site the viewer cannot see are refused. Records may belong to an enrolled patient
+    the input has no patient row for (FHIR ``known_patients``). Raises ``InputError`` (nothing
+    written) when anything is refused, unless ``skip_invalid``."""
     latest = latest or dt.date.today() + dt.timedelta(days=1)
     report = ImportReport(warnings=[p for p in read.problems if p.severity != "error"])
     errors = [p for p in read.problems if p.severity == "error"]
@@ -108,8 +160,9 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
     errors += found
 
     # Patients: existing ones must be at a site the viewer sees; new ones need a site.
-    ids = cohort.patients["patient_id"].to_list()
-    existing = {p.patient_id: p for chunk in _chunks(ids)
+    listed = cohort.patients["patient_id"].to_list()
+    referred = set().union(*(getattr(cohort, t)["patient_id"].unique().to_list() for t in RECORDS)) - set(listed)
+    existing = {p.patient_id: p for chunk in _chunks(listed + sorted(referred))
                 for p in session.scalars(select(Patient).where(Patient.trial_id == trial.id,
                                                                Patient.patient_id.in_(chunk)))}
     refused = set()
@@ -121,41 +174,43 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         elif old is None and site_id is None:
             errors.append(Problem(row["source"] or pid, "site", f"patient {pid} is new: give the site to enrol at (?site=CODE)"))
             refused.add(pid)
+    for pid in sorted(referred):
+        old = existing.get(pid)
+        if old is None or not viewer.can_see_site(old.site_id):  # the same answer for another site's patient
+            errors.append(Problem(_first_source(cohort, pid), "patient_id", f"patient {pid} is not enrolled in "
+                                  f"trial {trial.code} (and has no patient record in the input)"))
+            refused.add(pid)
     cohort = _without(cohort, refused)
 
-    # Records: match by id; an id already used by another patient is refused.
-    plans = {}
+    # Records: match by id (on whole columns); an id already used by another patient is refused.
     pk_of = {pid: p.id for pid, p in existing.items()}
-    for table, (model, key, _) in RECORDS.items():
+    own = pl.DataFrame({"patient_id": list(pk_of), "_own_pk": list(pk_of.values())},
+                       schema={"patient_id": pl.String, "_own_pk": pl.Int64})
+    plans = {}
+    for table, (_, key, _) in RECORDS.items():
         df: pl.DataFrame = getattr(cohort, table)
         fields = record_fields(table)
-        cols = [model.id, model.patient_pk, getattr(model, key)] + [getattr(model, _attr(c)) for c in fields]
-        old = {}
-        for chunk in _chunks(df[key].to_list()):
-            for row in session.execute(select(*cols).where(model.trial_id == trial.id, getattr(model, key).in_(chunk))):
-                old[row[2]] = (row[0], row[1], dict(zip(fields, row[3:], strict=True)))
-        plan = {"new": [], "changed": [], "same": 0}
-        for row in df.iter_rows(named=True):
-            rid, pid = row[key], row["patient_id"]
-            if rid not in old:
-                plan["new"].append(row)
-                continue
-            pk, patient_pk, before = old[rid]
-            if pk_of.get(pid) != patient_pk:
-                errors.append(Problem(row["source"] or rid, key, f"{rid} is already recorded for another patient"))
-                continue
-            diff = {c: (before[c], row[c]) for c in fields if not _same(before[c], row[c])}
-            if diff:
-                plan["changed"].append((pk, row, diff))
-            else:
-                plan["same"] += 1
-        plans[table] = plan
+        old = _stored(session, table, df[key].to_list(), trial.id).rename({c: f"{c}__old" for c in fields})
+        joined = df.join(old, on=key, how="left", maintain_order="left").join(
+            own, on="patient_id", how="left", maintain_order="left")
+        matched = joined.filter(pl.col("_pk").is_not_null())
+        other = matched.filter(pl.col("_own_pk").ne_missing(pl.col("_patient_pk")))
+        for source, rid in other.select("source", key).iter_rows():
+            errors.append(Problem(source or rid, key, f"{rid} is already recorded for another patient"))
+        matched = matched.filter(pl.col("_own_pk").eq_missing(pl.col("_patient_pk")))
+        differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__old")) for c in fields])
+        changed = []
+        for row in matched.filter(differs).iter_rows(named=True):
+            diff = {c: (row[f"{c}__old"], row[c]) for c in fields if not _same(row[f"{c}__old"], row[c])}
+            changed.append((row["_pk"], row, diff))
+        plans[table] = {"new": joined.filter(pl.col("_pk").is_null()).select(df.columns), "changed": changed,
+                        "same": matched.height - len(changed)}
 
     if errors and not skip_invalid:
         raise InputError(errors)
     report.rejected = errors
     n_changed = sum(len(p["changed"]) for p in plans.values())
-    changed_patients = [pid for pid, p in existing.items() if pid in ids and pid not in refused and
+    changed_patients = [pid for pid, p in existing.items() if pid in listed and pid not in refused and
                         any(not _same(getattr(p, c), r[c]) for r in cohort.patients.filter(
                             pl.col("patient_id") == pid).iter_rows(named=True) for c in PATIENT_FIELDS)]
     if (n_changed or changed_patients) and not (reason and reason.strip()):
@@ -189,18 +244,30 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         audit("update", "patient", pid, p.site_id, pid, before, after, reason)
     report.created["patients"], report.updated["patients"] = len(new_patients), len(changed_patients)
     report.unchanged["patients"] = cohort.patients.height - len(new_patients) - len(changed_patients)
+    append(session, changes)
+    changes.clear()
 
+    # Records: new ones in bulk (with their audit entries), corrections one by one.
+    where = pl.DataFrame({"patient_id": list(pk_of), "patient_pk": list(pk_of.values()),
+                          "site_id": [site_of[p] for p in pk_of]},
+                         schema={"patient_id": pl.String, "patient_pk": pl.Int64, "site_id": pl.Int64})
     touched = {r["patient_id"] for r in new_patients} | set(changed_patients)
     for table, (model, key, _) in RECORDS.items():
         plan, fields = plans[table], record_fields(table)
         entity = table[:-1]
-        rows = [{"trial_id": trial.id, "site_id": site_of[r["patient_id"]], "patient_pk": pk_of[r["patient_id"]],
-                 key: r[key], "source": r["source"], "deleted": False, **{_attr(c): r[c] for c in fields}}
-                for r in plan["new"]]
-        for chunk in _chunks(rows):
-            session.execute(insert(model), chunk)
-        for r in plan["new"]:
-            audit("create", entity, r[key], site_of[r["patient_id"]], r["patient_id"], after={c: r[c] for c in fields})
+        new = plan["new"].join(where, on="patient_id", how="left", maintain_order="left")
+        insert_frame(session, model.__tablename__, new.select(
+            pl.lit(trial.id, pl.Int64).alias("trial_id"), "site_id", "patient_pk", key, "source",
+            pl.lit(False).alias("deleted"), *(pl.col(c).alias(_attr(c)) for c in fields)))
+        # One creation entry per patient and table: the ids created and the SHA-256 of their values
+        # (JSON lines, in id order, as ``_created_json`` writes them); the values are the stored rows,
+        # and any later correction has its own entry with the values before and after.
+        created = new.select("patient_id", "site_id", key, _created_json(new, fields).alias("_json")).group_by(
+            "patient_id", "site_id", maintain_order=True).agg(pl.col(key), pl.col("_json").str.join("\n"))
+        chain(session, (
+            (actor, "create", entity, f"{len(ids)} {table}", trial.id, site, pid, None,
+             canonical({"ids": ids, "sha256": hashlib.sha256(lines.encode()).hexdigest()}), None)
+            for pid, site, ids, lines in created.iter_rows()))
         updates = [{"id": pk, **{_attr(c): new for c, (_, new) in diff.items()}} for pk, _, diff in plan["changed"]]
         for chunk in _chunks(updates):
             session.execute(update(model), chunk)
@@ -208,10 +275,15 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
             audit("update", entity, r[key], site_of[r["patient_id"]], r["patient_id"],
                   before={c: old for c, (old, _) in diff.items()}, after={c: new for c, (_, new) in diff.items()},
                   why=reason)
+        append(session, changes)
+        changes.clear()
         report.created[table], report.updated[table], report.unchanged[table] = (
-            len(plan["new"]), len(plan["changed"]), plan["same"])
-        touched |= {r["patient_id"] for r in plan["new"]} | {r["patient_id"] for _, r, _ in plan["changed"]}
-    append(session, changes)
+            new.height, len(plan["changed"]), plan["same"])
+        touched |= set(new["patient_id"].unique().to_list()) | {r["patient_id"] for _, r, _ in plan["changed"]}
+    enrolled = [r["patient_id"] for r in new_patients]
+    mine = pl.col("patient_id").is_in(enrolled)
+    report.new_patients = Cohort(cohort.patients.filter(mine).sort("patient_id"),  # as load_cohort orders them
+                                 *(plans[t]["new"].filter(mine) for t in RECORDS))
     report.patients = sorted(touched)
     report.changed_pks = sorted(pk_of[pid] for pid in touched)
     return report
@@ -227,11 +299,10 @@ def load_cohort(session: Session, trial_id: int, viewer: Viewer, patient_pks: li
         return stmt
 
     pcols = [Patient.patient_id, Patient.sex, Patient.birth_date, Patient.deceased_date, Patient.source]
-    patients = pl.DataFrame(session.execute(where(select(*pcols), Patient).order_by(Patient.patient_id)).all(),
-                            schema=PATIENTS_SCHEMA, orient="row")
+    patients = read_frame(session, where(select(*pcols), Patient).order_by(Patient.patient_id), PATIENTS_SCHEMA)
     tables = {}
     for table, (model, key, schema) in RECORDS.items():
         cols = [getattr(model, _attr(c)) if c != "patient_id" else Patient.patient_id for c in schema]
         stmt = where(select(*cols).join(Patient, Patient.id == model.patient_pk), model).order_by(model.id)
-        tables[table] = pl.DataFrame(session.execute(stmt).all(), schema=schema, orient="row")
+        tables[table] = read_frame(session, stmt, schema)
     return Cohort(patients, tables["observations"], tables["doses"], tables["events"])

@@ -52,7 +52,10 @@ def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, da
 
             path = Path(tmp) / _safe_name(name, "bundle.json")
             path.write_bytes(data)
-            read = read_fhir(path, collect=True)
+            # Records of patients enrolled before need no Patient resource (only those the user may see).
+            enrolled = set(session.scalars(scoped(select(Patient.patient_id).where(
+                Patient.trial_id == trial.id, Patient.deleted.is_(False)), Patient, viewer)))
+            read = read_fhir(path, collect=True, known_patients=enrolled)
         elif kind == "sdtm":
             from ..io.sdtm import read_sdtm
 
@@ -60,7 +63,7 @@ def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, da
         else:
             raise Refused(f"unknown import kind {kind!r}")
     report = import_cohort(session, trial, read, viewer, site_id=site_id, skip_invalid=skip_invalid, reason=reason)
-    recompute(session, trial, report.changed_pks, as_of)
+    recompute(session, trial, report.changed_pks, as_of, known=report.new_patients)
     return report
 
 
@@ -134,6 +137,20 @@ def patient_assessment(session: Session, trial: Trial, viewer: Viewer, patient_i
             return row.data
     cohort = load_cohort(session, trial.id, viewer, [patient.id])
     return evaluate(cohort, trial_protocol(session, trial), as_of)[0].as_dict()
+
+
+def stored_assessment_text(session: Session, trial_code: str, viewer: Viewer, patient_id: str) -> str | None:
+    """The stored assessment's JSON as stored, in one scoped query (the fast read: no decoding and
+    encoding again); None when there is none to show (the caller then takes the slow path, which
+    tells a missing trial or patient apart)."""
+    from sqlalchemy import Text, cast
+
+    from .models import Assessment
+
+    stmt = (select(cast(Assessment.data, Text)).join(Patient, Patient.id == Assessment.patient_pk)
+            .join(Trial, Trial.id == Patient.trial_id)
+            .where(Trial.code == trial_code, Patient.patient_id == patient_id, Patient.deleted.is_(False)))
+    return session.scalar(scoped(stmt, Patient, viewer))
 
 
 def _alert_dict(a: Alert, patient_id: str) -> dict[str, Any]:
@@ -224,6 +241,33 @@ def decide_dose_action(session: Session, viewer: Viewer, action_id: int, decisio
                             {"status": decision, "action": action.action, "date": action.date}, reason,
                             action.trial_id, action.site_id, pid)])
     return _dose_action_dict(action, pid)
+
+
+def delete_record(session: Session, trial: Trial, viewer: Viewer, table: str, record_id: str, reason: str,
+                  as_of: dt.date) -> dict[str, Any]:
+    """Mark an observation, dose or event deleted, with the reason (nothing clinical is removed);
+    audited, then the patient is reassessed without it. Importing it again leaves it deleted."""
+    from .records import RECORDS
+
+    require(viewer, "import")
+    if table not in RECORDS:
+        raise Refused(f"unknown record kind {table!r}: use {', '.join(RECORDS)}")
+    if not (reason and reason.strip()):
+        raise Refused("give the reason for the deletion (?reason=...)")
+    model, key, _ = RECORDS[table]
+    row = session.execute(scoped(select(model, Patient.patient_id).join(Patient, Patient.id == model.patient_pk)
+                                 .where(model.trial_id == trial.id, getattr(model, key) == record_id),
+                                 model, viewer)).first()
+    if row is None:
+        raise NotFound(f"no {table[:-1]} {record_id!r} in trial {trial.code}")
+    record, pid = row
+    if record.deleted:
+        raise Refused(f"{table[:-1]} {record_id} is already deleted")
+    record.deleted, record.deleted_reason = True, reason
+    append(session, [Change(viewer.name, "delete", table[:-1], record_id, {"deleted": False}, {"deleted": True},
+                            reason, trial.id, record.site_id, pid)])
+    recompute(session, trial, [record.patient_pk], as_of)
+    return {"id": record_id, "kind": table[:-1], "patient_id": pid, "deleted": True, "reason": reason}
 
 
 def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_of: dt.date | None,

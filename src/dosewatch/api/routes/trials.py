@@ -4,7 +4,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from ...store import service
 from ...store.scope import Refused
@@ -32,6 +32,12 @@ class Design(str, Enum):
     crm = "crm"
     tite_crm = "tite-crm"
     tite_boin = "tite-boin"
+
+
+class RecordKind(str, Enum):
+    observations = "observations"
+    doses = "doses"
+    events = "events"
 
 
 class ExportFormat(str, Enum):
@@ -93,6 +99,10 @@ def patients(trial: str, viewer: CurrentViewer, store: StoreDep) -> list[dict[st
 def assessment(trial: str, patient_id: str, viewer: CurrentViewer, store: StoreDep, as_of: AsOf = None) -> dict[str, Any]:
     """The patient's assessment: the stored one, or as of a date (the JSON of ``dosewatch check --protocol``)."""
     with store.reading() as session:
+        if as_of is None:  # the stored one, sent as stored (precomputed at import and daily)
+            text = service.stored_assessment_text(session, trial, viewer, patient_id)
+            if text is not None:
+                return Response(text, media_type="application/json")
         return service.patient_assessment(session, service.trial_by_code(session, trial), viewer, patient_id, as_of)
 
 
@@ -122,6 +132,16 @@ def cohort_next(trial: str, viewer: CurrentViewer, store: StoreDep, design: Desi
                                        as_of or store.today(), target)
         except ValueError as exc:  # a design that does not fit the protocol or the records
             raise Refused(str(exc)) from exc
+
+
+@router.delete("/{trial}/{kind}/{record_id}")
+def delete_record(trial: str, kind: RecordKind, record_id: Annotated[str, Path(max_length=200)], viewer: CurrentViewer,
+                  store: StoreDep, reason: Annotated[str, Query(min_length=1, max_length=2000,
+                                                                  description="why (required)")]) -> dict[str, Any]:
+    """Mark a record deleted with the reason: it stays stored and audited, and is left out of assessments."""
+    with store.writing() as session:
+        return service.delete_record(session, service.trial_by_code(session, trial), viewer, kind.value, record_id,
+                                     reason, store.today())
 
 
 @router.get("/{trial}/export")
