@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up dosewatch in ./.venv and run the demo or the whole test suite.
 
-    python3 run.py demo     # set up, then run the main job
+    python3 run.py demo     # set up, then run the main job: the trial server with the demo trial
     python3 run.py test     # set up, then run every test
 
 Needs only python3 (>= 3.11). Everything else is installed into ./.venv.
@@ -61,7 +61,7 @@ def main() -> None:
     rest = sys.argv[2:]
     setup()
     if task == "demo":
-        sh(BIN / "dosewatch", "demo", *rest)
+        sh(BIN / "dosewatch", "serve", "--demo", *rest)
     elif task == "test":
         browser()
         sh(BIN / "python", "-m", "pytest", *rest)
