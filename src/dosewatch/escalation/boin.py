@@ -163,6 +163,14 @@ def select_mtd(target: float, n, y, *, cutoff_eli: float = 0.95, extrasafe: bool
     return int(adm[int(np.argmin(np.abs(broken - target)))] + 1), iso
 
 
+def saf_tox(target: float, p_saf: float | None, p_tox: float | None, offset: float) -> tuple[float, float]:
+    """BOIN's p.saf and p.tox (defaults 0.6 and 1.4 times the target), checked against the target."""
+    p_saf = 0.6 * target if p_saf is None else p_saf
+    p_tox = 1.4 * target if p_tox is None else p_tox
+    check_target(target, p_saf, p_tox, offset)
+    return p_saf, p_tox
+
+
 class BOIN(Design):
     """BOIN with elimination, extrasafe, n.earlystop and boundMTD, deciding as get.oc does after a
     completed cohort. ``fit`` reads the data; the trial's history of eliminations is recovered from
@@ -186,10 +194,7 @@ class BOIN(Design):
         return self.levels
 
     def _p(self) -> tuple[float, float]:
-        p_saf = 0.6 * self.target if self.p_saf is None else self.p_saf
-        p_tox = 1.4 * self.target if self.p_tox is None else self.p_tox
-        check_target(self.target, p_saf, p_tox, self.offset)
-        return p_saf, p_tox
+        return saf_tox(self.target, self.p_saf, self.p_tox, self.offset)
 
     def _select(self, n, y):
         return select_mtd(self.target, n, y, cutoff_eli=self.cutoff_eli, extrasafe=self.extrasafe,

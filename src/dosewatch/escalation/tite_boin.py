@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Design, Outcomes, Recommendation, decision_between
-from .boin import boin_lambdas, check_target, eliminated_doses, prob_above, select_mtd
+from .boin import boin_lambdas, eliminated_doses, prob_above, saf_tox, select_mtd
 
 
 def tite_counts(outcomes: Outcomes, n_levels: int, window: float):
@@ -50,10 +50,7 @@ class TiteBOIN(Design):
         return self.levels
 
     def _lambdas(self) -> tuple[float, float]:
-        p_saf = 0.6 * self.target if self.p_saf is None else self.p_saf
-        p_tox = 1.4 * self.target if self.p_tox is None else self.p_tox
-        check_target(self.target, p_saf, p_tox, self.offset)
-        return boin_lambdas(self.target, p_saf, p_tox)
+        return boin_lambdas(self.target, *saf_tox(self.target, self.p_saf, self.p_tox, self.offset))
 
     def _select(self, n, y):
         # TITEgBOIN's select_mtd: BOIN's rule with Beta(0.005, 0.005)-type pseudo-counts (no boundMTD
