@@ -38,7 +38,7 @@ from ..errors import UnitError
 CRITERIA = ("ctcae-5.0", "ctcae-4.03")
 READINGS = ("literal", "admiral")
 REL_TOL = 1e-9
-_CHUNK = 1 << 16  # rows per evaluation chunk: keeps the temporaries in cache
+_CHUNK = 1 << 17  # rows per evaluation chunk: keeps the temporaries in cache
 # Where a rule's reference comes from: the normal limit of the term's direction, or the baseline.
 # Which column a rule compares against: nothing (abs), the normal limit of the term's direction
 # (lim), the baseline (base); a baseline condition picks a masked copy of that column:
@@ -258,11 +258,11 @@ def _grade_both(low, high, vid, v, lo, hi, base, reading):
     return out
 
 
-def _enum_column(name: str, labels: list[str | None], index: np.ndarray) -> pl.Series:
+def _enum_column(name: str, labels: list[str | None], index: pl.Series) -> pl.Series:
     """A string column from a label per index value (null labels give null), built as an Enum gather."""
     names = sorted({label for label in labels if label})
     values = pl.Series([label if label else None for label in labels], dtype=pl.Enum(names))
-    return values.gather(pl.Series(index, dtype=pl.UInt32)).alias(name)
+    return values.gather(index).alias(name)
 
 
 def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "literal") -> pl.DataFrame:
@@ -297,16 +297,18 @@ def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "l
         ]
     graded = _grade_both(variants["L"], variants["H"], vid, v, lo, hi, base, reading)
     new_cols = []
+    vid32 = vid.astype(np.uint32)
+    term_index = pl.Series(vid32)  # shared by both term columns
     for k, (direction, suffix) in enumerate((("L", "low"), ("H", "high"))):
         term_col = f"term_{suffix}"
         grade, reason = graded[2 * k], graded[2 * k + 1]
         variants_d = variants[direction]
         new_cols.append(pl.Series(f"grade_{suffix}", np.ma.masked_array(grade, mask=reason > 0), dtype=pl.Int8))
         if term_col not in given:
-            new_cols.append(_enum_column(term_col, [var.term for var in variants_d], vid))
+            new_cols.append(_enum_column(term_col, [var.term for var in variants_d], term_index))
         fixed = [None, None, "missing value", "no LLN" if direction == "L" else "no ULN", "no baseline"]
         labels = [var.reason if r == 1 else fixed[r] for var in variants_d for r in range(5)]
-        new_cols.append(_enum_column(f"reason_{suffix}", labels, vid * 5 + reason))
+        new_cols.append(_enum_column(f"reason_{suffix}", labels, pl.Series(vid32 * np.uint32(5) + reason.view(np.uint8))))
     out = df.with_columns(new_cols)
     order = df.columns + [c for c in ("grade_low", "grade_high", "term_low", "term_high", "reason_low", "reason_high")
                           if c not in df.columns]
