@@ -62,10 +62,12 @@ HEMATOLOGY = ("NEUT", "PLAT", "HGB")
 def baseline_values(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame:
     """Per patient and code: the last value on or before day 1 (the pretreatment value), canonical unit."""
     d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
+    latest = max(day1.values(), default=dt.date.min)  # most rows are later than every day 1: leave them out first
     return (
-        obs.join(d1, on="patient_id", how="inner")
+        obs.filter(pl.col("date") <= latest)
+        .join(d1, on="patient_id", how="inner")
         .filter(pl.col("date") <= pl.col("day1"))
-        .sort("time")
+        .sort("time", maintain_order=True)
         .group_by("patient_id", "code", "site")
         .agg(pl.col("value").last().alias("base"), pl.col("obs_id").last().alias("base_id"))
     )
@@ -85,7 +87,8 @@ def graded_labs(obs: pl.DataFrame, day1: dict[str, dt.date], criteria: str = "ct
 def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame:
     """Lab rows with value, range and pretreatment baseline in the unit the value was reported in."""
     cat = catalog()
-    labs = obs.filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
+    labs = obs.select("patient_id", "obs_id", "date", "time", "code", "value", "orig_value", "orig_unit",
+                      "ref_low", "ref_high", "site").filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
     labs = labs.join(baseline_values(labs, day1).drop("site"), on=["patient_id", "code"], how="left")
     # Canonical -> reported unit for the range and the baseline, one factor per (code, unit).
     pairs = labs.select("code", "orig_unit").unique().rows()
@@ -196,8 +199,18 @@ def reported_events(cohort: Cohort) -> list[Event]:
     return out
 
 
-def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[PatientResult]:
+# Patients are checked in parts of this many: every criterion is per patient, and parts keep the
+# working tables small (sorts, joins and memory grow faster than linearly with a 30M-row table).
+BATCH_PATIENTS = 1000
+
+
+def check_cohort(cohort: Cohort, settings: CheckSettings | None = None,
+                 batch_patients: int = BATCH_PATIENTS) -> list[PatientResult]:
     """Every event dosewatch detects in these records, per patient, in onset order."""
+    return [r for part in cohort.batches(batch_patients) for r in _check_part(part, settings)]
+
+
+def _check_part(cohort: Cohort, settings: CheckSettings | None) -> list[PatientResult]:
     from .criteria.calcium import with_corrected_calcium
     from .criteria.flare import detect_tumor_flare
     from .criteria.neutropenia import detect_febrile_neutropenia
@@ -207,7 +220,8 @@ def check_cohort(cohort: Cohort, settings: CheckSettings | None = None) -> list[
 
     settings = settings or CheckSettings()
     day1 = cohort.first_dose_dates(settings.study_drug)
-    obs = with_corrected_calcium(cohort.observations)
+    # No criterion reads where an observation was read from: drop it before the tables are copied.
+    obs = with_corrected_calcium(cohort.observations.with_columns(source=pl.lit(None, pl.String)))
     enriched = Cohort(cohort.patients, obs, cohort.doses, cohort.events)
     events: list[Event] = []
     events += lab_events(lab_grades(obs, day1, settings, positive_only=True), day1, settings)

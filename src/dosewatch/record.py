@@ -12,6 +12,7 @@ A single patient's record is a ``Cohort`` of one (``cohort.patient(id)``).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -132,6 +133,22 @@ class Cohort:
             pl.when(pl.col("deceased_date") <= as_of).then(pl.col("deceased_date")).otherwise(None).alias("deceased_date")
         )
         return Cohort(patients, self.observations.filter(on), self.doses.filter(on), self.events.filter(on))
+
+    def batches(self, size: int) -> Iterator["Cohort"]:
+        """The cohort in parts of at most ``size`` patients, every record of a patient in one part, in
+        the order of the patients table. Records of a patient id missing from the patients table go
+        with the last part, so that none is left out."""
+        ids = self.patients["patient_id"].unique(maintain_order=True)
+        if ids.len() <= size:
+            yield self
+            return
+        last = (ids.len() - 1) // size
+        numbers = pl.int_range(ids.len(), dtype=pl.Int32, eager=True) // size
+        tables = (self.patients, self.observations, self.doses, self.events)
+        # One small integer column per table, then one filter per part: no copy of a whole table.
+        part_of = [t["patient_id"].replace_strict(ids, numbers, default=last, return_dtype=pl.Int32) for t in tables]
+        for k in range(last + 1):
+            yield Cohort(*(t.filter(part == k) for t, part in zip(tables, part_of, strict=True)))
 
     @staticmethod
     def concat(parts: list["Cohort"]) -> "Cohort":
