@@ -17,17 +17,17 @@ Two readings (``reading``):
   grade 0 needs the references of the lowest-grade rules.
 
 Speed: rows are keyed by (term or code, unit) once; each distinct key is compiled to per-grade
-thresholds in the reported unit, and rows are graded by gathering those thresholds and comparing
-whole numpy columns, chunk by chunk, so that no Python runs per row.
+thresholds in the reported unit, and one compiled loop (numba) grades every row in both directions
+against its key's few thresholds, so that no Python runs per row.
 """
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -38,7 +38,6 @@ from ..errors import UnitError
 CRITERIA = ("ctcae-5.0", "ctcae-4.03")
 READINGS = ("literal", "admiral")
 REL_TOL = 1e-9
-_CHUNK = 1 << 17  # rows per evaluation chunk: keeps the temporaries in cache
 # Where a rule's reference comes from: the normal limit of the term's direction, or the baseline.
 # Which column a rule compares against: nothing (abs), the normal limit of the term's direction
 # (lim), the baseline (base); a baseline condition picks a masked copy of that column:
@@ -172,28 +171,63 @@ def compile_variant(criteria: str, reading: str, term_name: str | None, unit: st
     return variant
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: mixes keys (Fibonacci hashing)
+# Where a compiled slot takes its reference (see _REF): index into the kernel's reference switch.
+_REF_CODE = {"abs": 0, "lim": 1, "base": 2, "lim_n": 3, "base_h": 4}
+
+
+@numba.njit(cache=True, nogil=True)
+def _ids_of_keys(hashes, bits):  # pragma: no cover - compiled; tested through _factorize
+    """One pass with an open-addressing table of 2^bits slots: each row's combined key gets a small
+    id (in order of first appearance) and each id its first row. Returns count -1 when the table
+    is half full, so that the caller retries with a larger one."""
+    n = hashes[0].shape[0]
+    size = 1 << bits
+    shift = np.uint64(64 - bits)
+    slot_key = np.zeros(size, np.uint64)
+    slot_id = np.full(size, -1, np.int64)
+    first = np.empty(size // 2, np.int64)
+    ids = np.empty(n, np.uint32)
+    count = 0
+    for i in range(n):
+        key = np.uint64(0)
+        for h in hashes:
+            key = key * _GOLDEN + h[i]
+        b = np.int64((key * _GOLDEN) >> shift)
+        while True:
+            j = slot_id[b]
+            if j < 0:
+                if count == size // 2:
+                    return ids, first, -1
+                slot_id[b], slot_key[b], first[count], ids[i] = count, key, i, count
+                count += 1
+                break
+            if slot_key[b] == key:
+                ids[i] = j
+                break
+            b = (b + 1) & (size - 1)
+    return ids, first, count
+
+
+def _readonly_u64(a: np.ndarray) -> np.ndarray:
+    view = np.ascontiguousarray(a, dtype=np.uint64).view()
+    view.flags.writeable = False
+    return view
+
+
 def _factorize(*columns: pl.Series) -> tuple[np.ndarray, list[tuple]]:
-    """Small integer ids (intp) for the distinct combinations of the columns, and the values of
-    each combination. Strings are hashed once (polars), combined in numpy, and mapped to ids
-    through a small collision-free multiplicative hash table: a few passes over the columns."""
-    key = np.zeros(len(columns[0]), dtype=np.uint64)
-    for col in columns:
-        key = key * np.uint64(0x9E3779B97F4A7C15) + col.hash(seed=7).to_numpy()
-    # one row index per distinct key (a hash pass over integers only), then read that row's values
-    first = pl.DataFrame({"k": key}).with_row_index("i").unique(subset="k", keep="any")
-    uniq = first["k"].to_numpy()
-    reps = [tuple(col[i] for col in columns) for i in first["i"].to_list()]
-    bits = max(4, math.ceil(math.log2(len(uniq) + 1)) + 2)
-    rng = np.random.default_rng(0)
-    for attempt in range(1000):  # a multiplier that spreads the few distinct keys without collision
-        mult = rng.integers(1, 2**63, dtype=np.uint64) | np.uint64(1)
-        buckets = (uniq * mult) >> np.uint64(64 - bits)
-        if len(np.unique(buckets)) == len(uniq):
+    """Small integer ids (uint32, in order of first appearance) for the distinct combinations of
+    the columns, and the values of each combination. Strings are hashed once by polars (64 bits
+    per column); the combined keys are numbered in one compiled pass."""
+    hashes = tuple(_readonly_u64(col.hash(seed=7).to_numpy()) for col in columns)
+    bits = 8
+    while True:
+        ids, first, count = _ids_of_keys(hashes, bits)
+        if count >= 0:
             break
-        bits += attempt % 20 == 19
-    table = np.zeros(1 << bits, dtype=np.intp)
-    table[buckets.astype(np.intp)] = np.arange(len(uniq))
-    return table[((key * mult) >> np.uint64(64 - bits)).astype(np.intp)], reps
+        bits += 4
+    rows = first[:count].tolist()
+    return ids, [tuple(col[i] for col in columns) for i in rows]
 
 
 def _f64(df: pl.DataFrame, name: str) -> np.ndarray:
@@ -202,60 +236,108 @@ def _f64(df: pl.DataFrame, name: str) -> np.ndarray:
     return df[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-def _grade_block(direction, variants, bounds, x, lim, base, uln, reading, grade, reason):
-    """Grade one block of rows sorted by variant (variant j owns rows bounds[j]:bounds[j+1]): each
-    variant compares its values with its own few cut-offs. Writes grade (int8) and a reason code:
-    0 graded, 1 the variant's reason, 2 missing value, 3 no LLN/ULN, 4 no baseline."""
-    cmp = np.greater if direction == "H" else np.less
-    for j in np.flatnonzero(bounds[1:] > bounds[:-1]):
-        var = variants[j]
-        sl = slice(int(bounds[j]), int(bounds[j + 1]))
-        if var.reason is not None:
-            reason[sl] = 1
-            continue
-        xs, g, r = x[sl], grade[sl], reason[sl]
-        refs = {"lim": lim[sl], "base": base[sl]}
-        if var.conditional:
-            high = refs["base"] > uln[sl]
-            refs["lim_n"] = np.where(high, np.nan, uln[sl])
-            refs["base_h"] = np.where(high, refs["base"], np.nan)
-        for (gr, ref), (m, a) in var.slots.items():
-            if ref == "abs":
-                t = a
-            else:
-                t = m * refs[ref]
-                if a:
-                    t += a
-            np.maximum(g, cmp(xs, t).view(np.int8) * np.int8(gr), out=g)
-        nan_lim = np.isnan(refs["lim"])
-        if reading == "admiral":
-            zero = g == 0
-            if var.need_base0:
-                r[zero & np.isnan(refs["base"])] = 4
-            if var.need_lim0:
-                r[zero & nan_lim] = 3
-        elif var.max_lim_grade:
-            r[nan_lim & (g < var.max_lim_grade)] = 3
-        r[np.isnan(xs)] = 2
+_BLOCK = 1 << 14  # rows per block: a block's columns stay in cache while its variants are graded
 
 
-def _grade_both(low, high, vid, v, lo, hi, base, reading):
-    """Grades and reason codes in both directions. Rows are taken in cache-sized chunks, and
-    within a chunk sorted by variant, so that each variant works on a contiguous block."""
+@numba.njit(cache=True, nogil=True)
+def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s_add,
+                has_reason, max_lim_grade, need_lim0, need_base0, grade, reason):  # pragma: no cover - compiled
+    """Grade every row in both directions (d = 0 low, 1 high) with its variant's slots; writes grade
+    (int8) and a reason code: 0 graded, 1 the variant's reason, 2 missing value, 3 no LLN/ULN,
+    4 no baseline. A slot is met when the value is beyond mult x reference + add (the tolerance is
+    already in mult and add; an absolute cut-off has mult 0 and reference 1); the grade is the
+    highest met. Low is tested as -value > -cut-off: the same comparison, negated exactly.
+
+    Rows are taken in blocks and, within a block, variant by variant (a counting sort), so that the
+    loop over a variant's slots runs the same number of times row after row."""
+    n, n_var = vid.shape[0], nslots.shape[1]
+    order = np.empty(_BLOCK, np.int64)
+    start = np.empty(n_var + 1, np.int64)
+    fill = np.empty(n_var, np.int64)
+    for first in range(0, n, _BLOCK):
+        last = min(n, first + _BLOCK)
+        start[:] = 0
+        for i in range(first, last):
+            start[vid[i] + 1] += 1
+        for j in range(n_var):
+            start[j + 1] += start[j]
+            fill[j] = start[j]
+        for i in range(first, last):
+            order[fill[vid[i]]] = i
+            fill[vid[i]] += 1
+        for j in range(n_var):
+            for d in range(2):
+                sign = 1.0 if d == 1 else -1.0
+                for p in range(start[j], start[j + 1]):
+                    i = order[p]
+                    if has_reason[d, j]:
+                        grade[d, i], reason[d, i] = 0, 1
+                        continue
+                    xv, b, uln = x[i], base[i], hi[i]
+                    lim = lo[i] if d == 0 else uln
+                    base_high = b > uln  # rules conditional on the baseline being above the ULN
+                    sx = sign * xv
+                    g = 0
+                    for k in range(nslots[d, j]):
+                        r = s_ref[d, j, k]  # the same sequence on every row of the variant: predictable
+                        if r == 0:
+                            ref = 1.0
+                        elif r == 1:
+                            ref = lim
+                        elif r == 2:
+                            ref = b
+                        elif r == 3:
+                            ref = np.nan if base_high else uln
+                        else:
+                            ref = b if base_high else np.nan
+                        if sx > sign * (s_mult[d, j, k] * ref + s_add[d, j, k]):
+                            g = max(g, s_grade[d, j, k])
+                    code = 0
+                    if admiral:
+                        if g == 0 and need_base0[d, j] and np.isnan(b):
+                            code = 4
+                        if g == 0 and need_lim0[d, j] and np.isnan(lim):
+                            code = 3
+                    elif g < max_lim_grade[d, j] and np.isnan(lim):
+                        code = 3
+                    if np.isnan(xv):
+                        code = 2
+                    grade[d, i], reason[d, i] = g, code
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    view = np.ascontiguousarray(a, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
+
+
+def _grade_both(low: list[Variant], high: list[Variant], vid, v, lo, hi, base, reading):
+    """Grades and reason codes in both directions: the variants laid out as small arrays (one row of
+    slots per direction and variant), then one compiled pass over the rows."""
+    n_var = len(low)
+    width = max([len(var.slots) for var in low + high] + [1])
+    nslots = np.zeros((2, n_var), np.int64)
+    s_grade = np.zeros((2, n_var, width), np.int8)
+    s_ref = np.zeros((2, n_var, width), np.int8)
+    s_mult = np.zeros((2, n_var, width))
+    s_add = np.zeros((2, n_var, width))
+    has_reason = np.zeros((2, n_var), np.bool_)
+    max_lim = np.zeros((2, n_var), np.int8)
+    need_lim0 = np.zeros((2, n_var), np.bool_)
+    need_base0 = np.zeros((2, n_var), np.bool_)
+    for d, variants in enumerate((low, high)):
+        for j, var in enumerate(variants):
+            has_reason[d, j] = var.reason is not None
+            max_lim[d, j], need_lim0[d, j], need_base0[d, j] = var.max_lim_grade, var.need_lim0, var.need_base0
+            nslots[d, j] = len(var.slots)
+            for k, ((gr, ref), (m, a)) in enumerate(var.slots.items()):
+                s_grade[d, j, k], s_ref[d, j, k], s_mult[d, j, k], s_add[d, j, k] = gr, _REF_CODE[ref], m, a
     n = len(v)
-    out = [np.zeros(n, dtype=np.int8) for _ in range(4)]  # grade_low, reason_low, grade_high, reason_high
-    small = vid.astype(np.uint16) if len(low) < 1 << 16 else vid
-    for s in range(0, n, _CHUNK):
-        sl = slice(s, min(n, s + _CHUNK))
-        order = np.argsort(small[sl], kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(vid[sl], minlength=len(low)))])
-        x, lo_s, hi_s, base_s = v[sl][order], lo[sl][order], hi[sl][order], base[sl][order]
-        for k, (direction, variants, lim) in enumerate((("L", low, lo_s), ("H", high, hi_s))):
-            g, r = np.zeros(len(x), np.int8), np.zeros(len(x), np.int8)
-            _grade_block(direction, variants, bounds, x, lim, base_s, hi_s, reading, g, r)
-            out[2 * k][sl][order] = g
-            out[2 * k + 1][sl][order] = r
-    return out
+    grade, reason = np.zeros((2, n), np.int8), np.zeros((2, n), np.int8)
+    v, lo, hi, base = (_readonly(a) for a in (v, lo, hi, base))  # one compiled signature, whatever the source
+    _grade_rows(vid, v, lo, hi, base, reading == "admiral", nslots, s_grade, s_ref, s_mult, s_add,
+                has_reason, max_lim, need_lim0, need_base0, grade, reason)
+    return grade[0], reason[0], grade[1], reason[1]
 
 
 def _enum_column(name: str, labels: list[str | None], index: pl.Series) -> pl.Series:
@@ -285,7 +367,7 @@ def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "l
     lo, hi, base = _f64(df, "ref_low"), _f64(df, "ref_high"), _f64(df, "base")
     given = [c for c in ("term_low", "term_high") if c in df.columns]
     keys = [df["code"].cast(pl.String), df["unit"].cast(pl.String)] + [df[c].cast(pl.String) for c in given]
-    vid, reps = _factorize(*keys) if n else (np.zeros(0, np.intp), [])
+    vid, reps = _factorize(*keys) if n else (np.zeros(0, np.uint32), [])
     defaults = default_terms(criteria)
     variants = {}
     for direction, suffix in (("L", "low"), ("H", "high")):
@@ -297,7 +379,7 @@ def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "l
         ]
     graded = _grade_both(variants["L"], variants["H"], vid, v, lo, hi, base, reading)
     new_cols = []
-    vid32 = vid.astype(np.uint32)
+    vid32 = vid.astype(np.uint32, copy=False)
     term_index = pl.Series(vid32)  # shared by both term columns
     for k, (direction, suffix) in enumerate((("L", "low"), ("H", "high"))):
         term_col = f"term_{suffix}"
