@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .analytes import catalog
 from .errors import Problem
 from .events import Event, Evidence
 from .io import read_any
+from .keys import factorize
 from .record import Cohort
 
 
@@ -89,21 +91,25 @@ def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataF
     cat = catalog()
     labs = obs.select("patient_id", "obs_id", "date", "time", "code", "value", "orig_value", "orig_unit",
                       "ref_low", "ref_high", "site").filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
-    labs = labs.join(baseline_values(labs, day1).drop("site"), on=["patient_id", "code"], how="left")
+    if labs.is_empty():
+        return labs.select("patient_id", "obs_id", "date", "time", "code", value="orig_value", unit="orig_unit",
+                           ref_low="ref_low", ref_high="ref_high", base=pl.col("value"))
+    # The pretreatment value of each (patient, code), gathered by key number rather than joined.
+    key, keys = factorize(labs["patient_id"], labs["code"])
+    number = {k: i for i, k in enumerate(keys)}
+    base = np.full(len(keys), np.nan)
+    for pid, code, value in baseline_values(labs, day1).select("patient_id", "code", "base").iter_rows():
+        base[number[pid, code]] = np.nan if value is None else value
     # Canonical -> reported unit for the range and the baseline, one factor per (code, unit).
-    pairs = labs.select("code", "orig_unit").unique().rows()
-    back = pl.DataFrame(
-        [(c, u, *_inverse(cat[c].conversion(u))) for c, u in pairs],
-        schema={"code": pl.String, "orig_unit": pl.String, "k": pl.Float64, "b": pl.Float64},
-        orient="row",
-    )
-    return labs.join(back, on=["code", "orig_unit"], how="left").select(
+    unit_key, pairs = factorize(labs["code"], labs["orig_unit"])
+    k, b = (np.array(c, dtype=np.float64)[unit_key] for c in zip(*[_inverse(cat[c].conversion(u)) for c, u in pairs]))
+    return labs.select(
         "patient_id", "obs_id", "date", "time", "code",
-        pl.col("orig_value").alias("value"),
-        pl.col("orig_unit").alias("unit"),
-        (pl.col("ref_low") * pl.col("k") + pl.col("b")).alias("ref_low"),
-        (pl.col("ref_high") * pl.col("k") + pl.col("b")).alias("ref_high"),
-        (pl.col("base") * pl.col("k") + pl.col("b")).alias("base"),
+        value=pl.col("orig_value"),
+        unit=pl.col("orig_unit"),
+        ref_low=pl.col("ref_low") * k + b,
+        ref_high=pl.col("ref_high") * k + b,
+        base=pl.Series(base[key] * k + b).fill_nan(None),
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from ..analytes import catalog
-from ..criteria.ctcae import _factorize
+from ..keys import factorize
 from ..errors import InputError, Problem, UnitError
 
 # admiral's PARAMCDs that differ from the SDTM LBTESTCD (admiral vignette "Lab Grading")
@@ -71,7 +71,7 @@ def read_lab_rows(raw: pl.DataFrame, name: str) -> tuple[pl.DataFrame, list[tupl
 
     # unit and plausibility: the conversion is looked up once per distinct (code, unit)
     known = catalog().analytes
-    ids, reps = _factorize(lab["code"], lab["unit"]) if lab.height else (np.zeros(0, np.intp), [])
+    ids, reps = factorize(lab["code"], lab["unit"]) if lab.height else (np.zeros(0, np.intp), [])
     conv = []
     for code_, unit_ in reps:
         analyte = known.get(code_)
