@@ -62,12 +62,16 @@ def _episodes(days: list[dt.date], clear: set[dt.date]) -> list[list[dt.date]]:
 
 
 def _findings(cohort: Cohort, anchors: pl.DataFrame) -> pl.DataFrame:
-    """Observations in each anchor's window with their baseline and whether they meet their rule."""
+    """Observations in each anchor's window with their baseline and whether they meet their rule
+    (in no particular order)."""
     t = _table()
     tol = t["tolerance"]
     rules = {r["code"]: (role, r) for role in ("lymphoid", "companions") for r in t[role]}
-    obs = cohort.observations.filter(pl.col("code").is_in(list(rules)) & pl.col("value").is_not_null()).join(
-        anchors, on="patient_id", how="inner"
+    obs = (
+        cohort.observations.select("patient_id", "obs_id", "code", "site", "time", "date", "value", "unit",
+                                   "orig_value", "orig_unit")
+        .filter(pl.col("code").is_in(list(rules)) & pl.col("value").is_not_null())
+        .join(anchors, on="patient_id", how="inner")
     )
     keys = ["patient_id", "anchor", "code", "site"]
     base = (
@@ -100,9 +104,7 @@ def _findings(cohort: Cohort, anchors: pl.DataFrame) -> pl.DataFrame:
         hit = pl.when(is_code).then(test).otherwise(hit)
         role = pl.when(is_code).then(pl.lit(kind)).otherwise(role)
         rule_id = pl.when(is_code).then(pl.lit(r["id"])).otherwise(rule_id)
-    return window.with_columns(hit.alias("hit"), role.alias("role"), rule_id.alias("rule")).sort(
-        "patient_id", "anchor", "time", "obs_id"
-    )
+    return window.with_columns(hit.alias("hit"), role.alias("role"), rule_id.alias("rule"))
 
 
 def _pain_grade(code: str, value: float) -> int:
@@ -144,12 +146,12 @@ def detect_tumor_flare(
     found = _findings(cohort, _anchors(cohort, day1, drug, reanchor))
     clinical = clinical_events(cohort, sorted({c for g in t["grades"] for c in g.get("events", [])}))
     near = dt.timedelta(days=t["companion_days"])
-    base_ids = found["base_id"].drop_nulls().unique().to_list()
-    baselines = {r["obs_id"]: r for r in cohort.observations.filter(pl.col("obs_id").is_in(base_ids)).iter_rows(named=True)}
     # Only (patient, anchor) windows with both a lymphoid hit and a companion hit can hold a flare.
     hits_by_role = found.filter(pl.col("hit")).group_by("patient_id", "anchor").agg(pl.col("role").n_unique().alias("roles"))
     candidates = hits_by_role.filter(pl.col("roles") == 2).select("patient_id", "anchor")
-    found = found.join(candidates, on=["patient_id", "anchor"], how="semi", maintain_order="left")
+    found = found.join(candidates, on=["patient_id", "anchor"], how="semi").sort("patient_id", "anchor", "time", "obs_id")
+    base_ids = found["base_id"].drop_nulls().unique().to_list()
+    baselines = {r["obs_id"]: r for r in cohort.observations.filter(pl.col("obs_id").is_in(base_ids)).iter_rows(named=True)}
     out: list[Event] = []
     last_day: dict[str, dt.date] = {}
     for (pid, anchor), rows in found.group_by(["patient_id", "anchor"], maintain_order=True):
