@@ -119,9 +119,13 @@ def test_nurse_finds_tls_alert_on_its_day_acknowledges_it_and_finds_the_audit_en
     assert "Cairo" in entry.inner_text() or "REVLIMID" in entry.inner_text()  # the rule's source
     note = page.get_by_label("Note").and_(page.locator(f"#note-{alert_id}"))
     note.fill("K repeated: 5.2, haemolysed sample")
+    page.evaluate("window.dosewatchMarker = 'still this page'")
     note.press("Enter")
-    page.get_by_text("Alert acknowledged").wait_for()
+    # htmx replaces only this alert's entry (its own confirmation inside it); no page load, no redirect
+    page.locator(f"#alert-{alert_id} .flash").get_by_text("Alert acknowledged").wait_for()
     assert "Acknowledged by nurse" in page.locator(f"#alert-{alert_id}").text_content()
+    assert page.evaluate("window.dosewatchMarker") == "still this page"
+    assert page.url.endswith("/patients/seed-1") and page.locator("main > .flash").count() == 0
     # The audit trail has the entry.
     page.get_by_role("link", name="this patient's audit entries").click()
     page.wait_for_url(re.compile(r"/audit\?patient=seed-1"))
@@ -173,16 +177,40 @@ def test_investigator_overrides_a_dose_action_with_a_reason(server, browser, sho
     form.get_by_role("radio", name="Override").check()
     form.get_by_role("button", name="Save decision").click()
     # The browser refuses nothing here (the reason is optional for accept); the server refuses the override.
-    page.get_by_text("an override needs the reason").wait_for()
-    page.goto(server + "/trials/demo/patients/seed-2")
-    form = page.locator("form.decision").first
+    # htmx: the refusal appears next to the form, which keeps what was entered
     action = form.locator("xpath=ancestor::article").get_attribute("id")
-    form.get_by_role("radio", name="Override").check()
+    page.locator(f"#{action}-problem").get_by_text("an override needs the reason").wait_for()
+    assert form.get_by_role("radio", name="Override").is_checked()
     form.get_by_label("Reason (required to override)").fill("Neutrophils recovered; continue at level 4")
     form.get_by_role("button", name="Save decision").click()
-    page.get_by_text("Decision saved").wait_for()
+    page.locator(f"#{action} .flash").get_by_text("Decision saved").wait_for()
     text = page.locator(f"#{action}").inner_text()
     assert "Overridden by investigator" in text and "Neutrophils recovered" in text
     page.locator(f"#{action}").scroll_into_view_if_needed()
     page.screenshot(path=shots / "dose-decision.png")
+    page.context.close()
+
+
+def test_statistician_reads_crm_and_records_the_cohort_decision(server, browser, shots):
+    page = log_in(browser, server, "statistician")
+    page.goto(server + "/trials/demo/cohort?design=crm&target=0.25")
+    assert page.get_by_role("columnheader", name=re.compile("Posterior DLT probability")).is_visible()
+    page.screenshot(path=shots / "cohort-crm.png", full_page=True)
+    page.goto(server + "/trials/demo/cohort?design=boin&target=0.3")
+    form = page.locator("form.decision")
+    form.get_by_role("radio", name="Choose another level").check()
+    form.get_by_label("Dose level (when choosing another)").select_option("3")
+    form.get_by_role("button", name="Record the decision").click()
+    page.get_by_text("needs the reason").wait_for()  # refused by the server: nothing saved
+    page.goto(server + "/trials/demo/cohort?design=boin&target=0.3")
+    form = page.locator("form.decision")
+    form.get_by_role("radio", name="Choose another level").check()
+    form.get_by_label("Dose level (when choosing another)").select_option("3")
+    form.get_by_label("Reason (required when choosing another level)").fill("Safety board: one level lower first")
+    form.get_by_role("button", name="Record the decision").click()
+    page.get_by_text("Cohort decision saved").wait_for()
+    row = page.locator("table.decisions tbody tr").first
+    assert "overridden" in row.inner_text() and "Safety board: one level lower first" in row.inner_text()
+    page.locator("#decisions").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "cohort-decision.png")
     page.context.close()

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ..analytes import catalog
@@ -22,13 +22,16 @@ from ..store.assess import trial_protocol
 from ..store.audit import verify
 from ..store.models import Alert, Assessment, Dose, DoseAction, Patient, Site, Trial
 from ..store.records import load_cohort
-from ..store.scope import CAPABILITIES, Viewer, scoped
+from ..store.scope import CAPABILITIES, NotFound, Viewer, scoped
 
 SEVERITIES = [s for s in sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.get) if s != "info"]  # info alerts are not stored
 # The labs drawn on the patient's timeline, with the direction graded there: the TLS laboratory
 # criteria and the creatinine of clinical TLS, then the cytopenias that stop lenalidomide.
 KEY_LABS = [("K", "H"), ("PHOS", "H"), ("URATE", "H"), ("CA", "L"), ("CREAT", "H"), ("NEUT", "L"), ("PLAT", "L")]
-DESIGNS = ("3+3", "boin", "tite-boin")  # the designs the board offers (CRM needs a skeleton: use the API)
+DESIGNS = ("3+3", "boin", "tite-boin", "crm", "tite-crm")  # the designs the board offers
+CRM_DESIGNS = ("crm", "tite-crm")  # need a skeleton (the prior DLT probability of each level)
+SKELETON_HALFWIDTH = 0.05
+AUDIT_LIMIT = 200  # newest audit entries on a page (the API gives more)  # of the default skeleton's indifference intervals (dfcrm getprior)
 
 
 def severity_rank(severity: str) -> int:
@@ -83,32 +86,69 @@ def _grade_source(criteria: str, message: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------ today
 
-def today_rows(session: Session, trial: Trial, viewer: Viewer) -> list[dict[str, Any]]:
-    """The viewer's patients with today's plan (from the stored assessment) and open alerts by
-    severity; patients with the most severe open alerts first."""
-    stmt = (select(Patient.id, Patient.patient_id, Site.code, Assessment.data)
-            .join(Site, Site.id == Patient.site_id).outerjoin(Assessment, Assessment.patient_pk == Patient.id)
-            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
-    counts: dict[int, Counter] = defaultdict(Counter)
-    alert_stmt = (select(Alert.patient_pk, Alert.severity, func.count()).where(Alert.trial_id == trial.id,
-                  Alert.status == "open").group_by(Alert.patient_pk, Alert.severity))
-    for pk, severity, n in session.execute(scoped(alert_stmt, Alert, viewer)):
-        counts[pk][severity] = n
-    found = session.execute(scoped(stmt, Patient, viewer)).all()
-    done = _codes_recorded(session, viewer, {pk: (data or {}).get("as_of") for pk, _, _, data in found})
+TODAY_PER_PAGE = 100
+ALERTS_PER_PAGE = 50
+
+
+def pages(total: int, page: int, per_page: int | None) -> dict[str, int]:
+    """The page actually shown (1 .. last, whatever was asked) and the number of pages."""
+    last = max(1, math.ceil(total / per_page)) if per_page else 1
+    return {"page": min(max(page, 1), last), "pages": last, "total": total, "per_page": per_page or total}
+
+
+def today_page(session: Session, trial: Trial, viewer: Viewer, page: int = 1,
+               per_page: int | None = TODAY_PER_PAGE) -> dict[str, Any]:
+    """The viewer's patients, those with the most severe open alerts first, one page of them with
+    today's plan (read from the stored assessment) and open alerts by severity.
+
+    Three queries whatever the number of patients: the patients with their open-alert counts,
+    then only for the patients on the page the parts of the stored assessment the page shows
+    (extracted by the database, not the whole JSON) and the codes already recorded today."""
+    patients = session.execute(scoped(
+        select(Patient.id, Patient.patient_id, Site.code).join(Site, Site.id == Patient.site_id)
+        .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)), Patient, viewer)).all()
+    counts = _open_counts(session, trial, viewer)
+    worst = {pk: min((severity_rank(s) for s in counts[pk]), default=len(SEVERITY_ORDER)) for pk, _, _ in patients}
+    patients.sort(key=lambda p: (worst[p[0]], p[1]))
+    paging = pages(len(patients), page, per_page)
+    if per_page:
+        start = (paging["page"] - 1) * per_page
+        patients = patients[start:start + per_page]
+    data = _assessment_parts(session, viewer, [pk for pk, _, _ in patients], "state", "study_day", "as_of", "today")
+    done = _codes_recorded(session, viewer, {pk: (data.get(pk) or {}).get("as_of") for pk, _, _ in patients})
     rows = []
-    for pk, pid, site, data in found:
-        data = data or {}
-        today = data.get("today") or {}
-        open_by = [(s, counts[pk][s]) for s in SEVERITIES if counts[pk][s]]
-        rows.append({"patient_id": pid, "site": site, "state": data.get("state"), "study_day": data.get("study_day"),
-                     "as_of": data.get("as_of"), "cycle": today.get("cycle"), "cycle_day": today.get("cycle_day"),
+    for pk, pid, site in patients:
+        d = data.get(pk) or {}
+        today = d.get("today") or {}
+        rows.append({"patient_id": pid, "site": site, "state": d.get("state"), "study_day": d.get("study_day"),
+                     "as_of": d.get("as_of"), "cycle": today.get("cycle"), "cycle_day": today.get("cycle_day"),
                      "study_drug": today.get("study_drug"), "prophylaxis": today.get("prophylaxis") or [],
                      "due": [c for c in today.get("assessments_due") or [] if c not in done.get(pk, set())],
-                     "open": open_by,
-                     "worst": min((severity_rank(s) for s, _ in open_by), default=len(SEVERITY_ORDER))})
-    rows.sort(key=lambda r: (r["worst"], r["patient_id"]))
-    return rows
+                     "open": [(s, counts[pk][s]) for s in SEVERITIES if counts[pk][s]], "worst": worst[pk]})
+    return {"rows": rows, **paging}
+
+
+def today_rows(session: Session, trial: Trial, viewer: Viewer) -> list[dict[str, Any]]:
+    """All of the viewer's patients as ``today_page`` lists them (no paging)."""
+    return today_page(session, trial, viewer, per_page=None)["rows"]
+
+
+def _open_counts(session: Session, trial: Trial, viewer: Viewer) -> dict[int, Counter]:
+    counts: dict[int, Counter] = defaultdict(Counter)
+    stmt = (select(Alert.patient_pk, Alert.severity, func.count()).where(Alert.trial_id == trial.id,
+            Alert.status == "open").group_by(Alert.patient_pk, Alert.severity))
+    for pk, severity, n in session.execute(scoped(stmt, Alert, viewer)):
+        counts[pk][severity] = n
+    return counts
+
+
+def _assessment_parts(session: Session, viewer: Viewer, pks: list[int], *keys: str) -> dict[int, dict[str, Any]]:
+    """Per patient, the top-level ``keys`` of the stored assessment, extracted in the database (an
+    assessment is tens of kilobytes of JSON; a page needs a few of its fields)."""
+    if not pks:
+        return {}
+    stmt = select(Assessment.patient_pk, *(Assessment.data[k] for k in keys)).where(Assessment.patient_pk.in_(pks))
+    return {pk: dict(zip(keys, values, strict=True)) for pk, *values in session.execute(scoped(stmt, Assessment, viewer))}
 
 
 def _codes_recorded(session: Session, viewer: Viewer, as_of: dict[int, str | None]) -> dict[int, set[str]]:
@@ -130,13 +170,15 @@ def _codes_recorded(session: Session, viewer: Viewer, as_of: dict[int, str | Non
 
 # ------------------------------------------------------------------------------------------ alerts
 
-def alert_rows(session: Session, trial: Trial, viewer: Viewer, *, status: str | None = "open",
-               site: str | None = None, patient_id: str | None = None, severity: str | None = None,
-               patient_pk: int | None = None) -> list[dict[str, Any]]:
-    """Alerts with their patient, site, rule source and the protocol's dose action of that day;
-    most severe first, then oldest."""
-    stmt = (select(Alert, Patient.patient_id, Site.code).join(Patient, Patient.id == Alert.patient_pk)
-            .join(Site, Site.id == Alert.site_id).where(Alert.trial_id == trial.id))
+def _severity_order():
+    """Most severe first, as ``severity_rank`` (in the database, so that a page can be cut there)."""
+    return case(SEVERITY_ORDER, value=Alert.severity, else_=len(SEVERITY_ORDER))
+
+
+def _alert_select(columns, trial: Trial, *, status: str | None, site: str | None, patient_id: str | None,
+                  severity: str | None, patient_pk: int | None):
+    stmt = (select(*columns).join(Patient, Patient.id == Alert.patient_pk).join(Site, Site.id == Alert.site_id)
+            .where(Alert.trial_id == trial.id))
     if status:
         stmt = stmt.where(Alert.status == status)
     if site:
@@ -147,9 +189,41 @@ def alert_rows(session: Session, trial: Trial, viewer: Viewer, *, status: str | 
         stmt = stmt.where(Alert.patient_pk == patient_pk)
     if severity:
         stmt = stmt.where(Alert.severity == severity)
+    return stmt
+
+
+def alert_page(session: Session, trial: Trial, viewer: Viewer, *, site: str | None = None,
+               patient_id: str | None = None, severity: str | None = None, page: int = 1,
+               per_page: int = ALERTS_PER_PAGE) -> dict[str, Any]:
+    """One page of open alerts, most severe first, then oldest, with the count per severity of all
+    of them. The database sorts and cuts the page; only the page's alerts are read whole."""
+    filters = {"status": "open", "site": site, "patient_id": patient_id, "severity": severity, "patient_pk": None}
+    by_severity = dict(session.execute(scoped(
+        _alert_select([Alert.severity, func.count()], trial, **filters).group_by(Alert.severity), Alert, viewer)).all())
+    paging = pages(sum(by_severity.values()), page, per_page)
+    ids = session.scalars(scoped(_alert_select([Alert.id], trial, **filters), Alert, viewer)
+                          .order_by(_severity_order(), Alert.date, Alert.id)
+                          .limit(per_page).offset((paging["page"] - 1) * per_page)).all()
+    rows = _alert_rows(session, trial, viewer, _alert_select([Alert, Patient.patient_id, Site.code], trial,
+                       status=None, site=None, patient_id=None, severity=None, patient_pk=None)
+                       .where(Alert.id.in_(ids))) if ids else []
+    return {"rows": rows, "by_severity": [(s, by_severity[s]) for s in SEVERITIES if by_severity.get(s)], **paging}
+
+
+def alert_rows(session: Session, trial: Trial, viewer: Viewer, *, status: str | None = "open",
+               site: str | None = None, patient_id: str | None = None, severity: str | None = None,
+               patient_pk: int | None = None, protocol: Protocol | None = None) -> list[dict[str, Any]]:
+    """Alerts with their patient, site, rule source and the protocol's dose action of that day;
+    most severe first, then oldest. Unpaged: for one patient's history (``alert_page`` for the inbox)."""
+    stmt = _alert_select([Alert, Patient.patient_id, Site.code], trial, status=status, site=site,
+                         patient_id=patient_id, severity=severity, patient_pk=patient_pk)
+    return _alert_rows(session, trial, viewer, stmt, protocol)
+
+
+def _alert_rows(session: Session, trial: Trial, viewer: Viewer, stmt, protocol: Protocol | None = None) -> list[dict]:
     found = session.execute(scoped(stmt, Alert, viewer)).all()
     actions = _actions_by_day(session, viewer, {a.patient_pk for a, _, _ in found})
-    protocol = trial_protocol(session, trial)
+    protocol = protocol or trial_protocol(session, trial)
     rows = []
     for a, pid, site_code in found:
         rows.append({"id": a.id, "patient_id": pid, "site": site_code, "status": a.status, "severity": a.severity,
@@ -159,6 +233,16 @@ def alert_rows(session: Session, trial: Trial, viewer: Viewer, *, status: str | 
                      "info": rule_info(protocol, a.rule, a.message), "actions": actions.get((a.patient_pk, a.date, a.rule), [])})
     rows.sort(key=lambda r: (severity_rank(r["severity"]), r["date"], r["id"]))
     return rows
+
+
+def alert_row(session: Session, trial: Trial, viewer: Viewer, alert_id: int) -> dict[str, Any]:
+    """One alert as the inbox shows it (any status); another site's alert is ``NotFound``."""
+    stmt = _alert_select([Alert, Patient.patient_id, Site.code], trial, status=None, site=None, patient_id=None,
+                         severity=None, patient_pk=None).where(Alert.id == alert_id)
+    rows = _alert_rows(session, trial, viewer, stmt)
+    if not rows:
+        raise NotFound(f"no alert {alert_id}")
+    return rows[0]
 
 
 def _actions_by_day(session: Session, viewer: Viewer, pks: set[int]) -> dict[tuple, list[dict]]:
@@ -194,7 +278,7 @@ def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str
                                      .order_by(DoseAction.date, DoseAction.id), DoseAction, viewer)).all()
     return {"patient": patient, "site": site.code if site else None, "assessment": assessment, "day1": day1,
             "protocol": protocol, "cohort": cohort, "lab_table": lab_table(cohort.observations, grades, day1),
-            "alerts": sorted(alert_rows(session, trial, viewer, status=None, patient_pk=patient.id),
+            "alerts": sorted(alert_rows(session, trial, viewer, status=None, patient_pk=patient.id, protocol=protocol),
                              key=lambda r: (r["date"], severity_rank(r["severity"]), r["id"])),
             "dose_actions": [{"id": d.id, "status": d.status, **d.data, "decided_by": d.decided_by,
                               "decided_at": d.decided_at, "decision_reason": d.reason} for d in actions]}
@@ -222,9 +306,17 @@ def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None) -> 
         grade, why = worst.get(r["obs_id"], (0, ""))
         units.setdefault(r["code"], r["orig_unit"])
         days[r["date"]][r["code"]] = {"value": r["orig_value"], "unit": r["orig_unit"], "grade": grade, "why": why}
-    rows = [{"date": d, "study_day": study_day(d, day1) if day1 else None, "cells": cells}
-            for d, cells in sorted(days.items())]
+    # Each row's cells in the order of ``codes`` (None where nothing was measured), the value
+    # already formatted: the template only writes them out (a trial's labs are thousands of cells).
+    rows = [{"date": d, "study_day": study_day(d, day1) if day1 else None,
+             "cells": [_cell(cells.get(c)) for c in codes]} for d, cells in sorted(days.items())]
     return {"codes": codes, "units": units, "rows": rows, "worst": {k: g for k, (g, _) in worst.items()}}
+
+
+def _cell(cell: dict | None) -> dict | None:
+    if cell is not None:
+        cell["text"] = f"{cell['value']:g}"
+    return cell
 
 
 def lab_thresholds(cohort, protocol: Protocol, day1: dt.date | None) -> dict[str, list[dict[str, Any]]]:
@@ -333,59 +425,63 @@ def _dedupe(lines: list[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ cohort
 
-def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, target: float | None) -> dict[str, Any]:
+def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, target: float | None,
+                 skeleton: list[float] | None = None) -> dict[str, Any]:
     """The dose levels with their patients' DLT status and the design's recommendation, from the
     stored assessments (what every other page shows; ``trials reassess`` keeps them current), so
     that the board does not re-run the monitor on the whole trial. The cohort is built as
     ``escalation.cohort_cli.next_from_records`` builds it: the level of each patient's first dose,
     in the order of day 1; TITE designs count every patient with their follow-up, the others only
-    the patients whose DLT window is over."""
+    the patients whose DLT window is over. CRM and TITE-CRM need a ``skeleton`` (the prior DLT
+    probability of each level)."""
     from ..escalation import make_design
     from ..escalation.base import Outcomes
     from ..escalation.cohort_cli import TITE, level_of_dose
 
     protocol = trial_protocol(session, trial)
-    drug = protocol.study_drug.drug
-    first = (select(Dose.patient_pk, func.min(Dose.date)).where(Dose.trial_id == trial.id, Dose.drug == drug,
-             Dose.status == "completed", Dose.deleted.is_(False)).group_by(Dose.patient_pk))
-    first_date = dict(session.execute(scoped(first, Dose, viewer)).all())
-    first_dose = {}
-    if first_date:
-        stmt = select(Dose.patient_pk, Dose.date, Dose.dose).where(
-            Dose.patient_pk.in_(sorted(first_date)), Dose.drug == drug, Dose.status == "completed",
-            Dose.deleted.is_(False))
-        for pk, date, dose in session.execute(scoped(stmt, Dose, viewer)):
-            if date == first_date[pk] and dose is not None:
-                first_dose[pk] = float(dose)
-    stmt = (select(Patient.id, Patient.patient_id, Assessment.data, Assessment.as_of)
+    stmt = (select(Patient.id, Patient.patient_id, Assessment.data["day1"], Assessment.data["dlt"], Assessment.as_of)
             .join(Assessment, Assessment.patient_pk == Patient.id)
             .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
+    assessed = [(pk, pid, dt.date.fromisoformat(day1), dlt, as_of)
+                for pk, pid, day1, dlt, as_of in session.execute(scoped(stmt, Patient, viewer)) if day1 and dlt]
+    first = _first_doses(session, trial, viewer, protocol.study_drug.drug, {pk: day1 for pk, _, day1, _, _ in assessed})
     rows, as_of = [], set()
-    for pk, pid, data, assessed in session.execute(scoped(stmt, Patient, viewer)):
-        dlt = (data or {}).get("dlt") or {}
-        if pk not in first_dose or not dlt:
+    for pk, pid, day1, dlt, assessed_on in assessed:
+        if pk not in first:
             continue
-        level = level_of_dose(protocol.study_drug.levels, first_dose[pk])
+        level = level_of_dose(protocol.study_drug.levels, first[pk])
         if level is None:
-            raise ValueError(f"patient {pid}: first dose {first_dose[pk]:g} {protocol.study_drug.unit} is not "
+            raise ValueError(f"patient {pid}: first dose {first[pk]:g} {protocol.study_drug.unit} is not "
                              f"one of the levels of protocol {protocol.id}")
         followup = float(protocol.dlt.window_days if dlt["status"] != "in window" else dlt["followup_days"])
-        rows.append({"patient_id": pid, "day1": first_date[pk], "level": level, "status": dlt["status"],
+        rows.append({"patient_id": pid, "day1": day1, "level": level, "status": dlt["status"],
                      "dlt": 1 if dlt["status"] == "DLT" else 0, "followup": followup,
                      "days_left": dlt.get("days_left"), "event": dlt.get("event"), "date": dlt.get("date")})
-        as_of.add(assessed)
+        as_of.add(assessed_on)
     rows.sort(key=lambda r: (r["day1"], r["patient_id"]))
     for r in rows:
         r["counted"] = design in TITE or r["status"] != "in window"
     used = [r for r in rows if r["counted"]]
     n_levels = len(protocol.study_drug.levels)
-    obj = make_design(design, target, levels=n_levels,
+    crm = design in CRM_DESIGNS
+    obj = make_design(design, target, levels=None if crm else n_levels, skeleton=skeleton,
                       window=float(protocol.dlt.window_days) if design in TITE else None)
+    if obj.n_levels != n_levels:
+        raise ValueError(f"the skeleton has {obj.n_levels} levels but protocol {protocol.id} has {n_levels}")
     outcomes = Outcomes.from_lists([r["level"] for r in used], [r["dlt"] for r in used],
                                    [r["followup"] for r in used] if design in TITE else None)
     rec = obj.fit(outcomes, rows[-1]["level"] if rows else None).to_dict()
-    levels = [{"level": lv.level, "dose": lv.dose, "patients": [r for r in rows if r["level"] == lv.level]}
-              for lv in sorted(protocol.study_drug.levels, key=lambda lv: -lv.level)]
+    levels = []
+    for lv in sorted(protocol.study_drug.levels, key=lambda lv: -lv.level):
+        mine = [r for r in rows if r["level"] == lv.level]
+        counted = [r for r in mine if r["counted"]]
+        row = {"level": lv.level, "dose": lv.dose, "patients": mine, "evaluable": len(counted),
+               "dlts": sum(r["dlt"] for r in counted)}
+        if crm:  # the model's reasoning per level: prior (skeleton) and posterior DLT probability
+            i = lv.level - 1
+            row.update(skeleton=skeleton[i], ptox=rec["ptox"][i], ptox_lower=rec["ptox_lower"][i],
+                       ptox_upper=rec["ptox_upper"][i])
+        levels.append(row)
     boundaries = None
     if design in ("boin", "tite-boin"):
         from ..escalation.boin import boin_boundaries
@@ -393,20 +489,76 @@ def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, ta
         most = max((len(v["patients"]) for v in levels), default=0)
         boundaries = boin_boundaries(target, 3, max(4, math.ceil(most / 3) + 1))
     return {"rec": rec, "design": design, "levels": levels, "unit": protocol.study_drug.unit,
-            "not_counted": [r["patient_id"] for r in rows if not r["counted"]],
+            "not_counted": [r["patient_id"] for r in rows if not r["counted"]], "n_used": len(used),
             "scope": "all sites" if viewer.all_sites else "your sites only", "as_of": sorted(as_of),
-            "protocol": protocol.id, "protocol_version": trial.protocol_version,
+            "protocol": protocol.id, "protocol_version": trial.protocol_version, "skeleton": skeleton,
             "boundaries": boundaries, "window_days": protocol.dlt.window_days,
             "dlt_source": protocol.sources.get(protocol.dlt.source, protocol.dlt.source)}
 
 
+def _first_doses(session: Session, trial: Trial, viewer: Viewer, drug: str,
+                 day1: dict[int, dt.date]) -> dict[int, float]:
+    """Per patient, the amount of the first completed dose of ``drug`` on their day 1 (the stored
+    assessment's: the date of the first dose), the earliest recorded if there are several. One
+    query on the dates, not one a patient."""
+    if not day1:
+        return {}
+    stmt = (select(Dose.patient_pk, Dose.date, Dose.dose)
+            .where(Dose.trial_id == trial.id, Dose.drug == drug, Dose.status == "completed", Dose.deleted.is_(False),
+                   Dose.dose.is_not(None), Dose.date.in_(sorted(set(day1.values()))))
+            .order_by(Dose.id))
+    out: dict[int, float] = {}
+    for pk, date, dose in session.execute(scoped(stmt, Dose, viewer)):
+        if day1.get(pk) == date:
+            out.setdefault(pk, float(dose))
+    return out
+
+
+def default_skeleton(target: float, n_levels: int) -> list[float]:
+    """A starting skeleton for CRM: dfcrm ``getprior`` with half-width 0.05 and the prior MTD at the
+    middle level, rounded to 3 decimals. The board says so; the trial's own skeleton replaces it."""
+    from ..escalation.crm import get_prior
+
+    return [round(p, 3) for p in get_prior(SKELETON_HALFWIDTH, target, math.ceil(n_levels / 2), n_levels)]
+
+
+def parse_skeleton(text: str) -> list[float]:
+    """``"0.05, 0.1, 0.2"`` -> [0.05, 0.1, 0.2]; ValueError with a readable message otherwise."""
+    try:
+        values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ValueError("the skeleton is one probability per dose level, separated by commas, "
+                         "e.g. 0.05,0.1,0.2,0.3") from None
+    if not values or not all(0 < v < 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("the skeleton is one probability per dose level, each between 0 and 1, increasing")
+    return values
+
+
+def cohort_decisions(session: Session, trial: Trial, limit: int = 50) -> list[dict[str, Any]]:
+    """The decisions on the next cohort, newest first, each with the design's recommendation at the
+    time. They are the trial's, not a site's (their audit entries have no site): the pages show
+    them to the roles that see every site, as the audit trail does."""
+    from ..store.models import CohortDecision
+
+    stmt = (select(CohortDecision).where(CohortDecision.trial_id == trial.id)
+            .order_by(CohortDecision.id.desc()).limit(limit))
+    return [{"id": d.id, "design": d.design, "decision": d.decision, "dose_level": d.dose_level,
+             "recommended": (d.recommendation or {}).get("next_dose"),
+             "recommended_decision": (d.recommendation or {}).get("decision"), "reason": d.reason,
+             "decided_by": d.decided_by,
+             "decided_at": d.decided_at} for d in session.scalars(stmt)]
+
+
 # ------------------------------------------------------------------------------------------ audit
 
-def audit_view(session: Session, viewer: Viewer, trial: Trial, patient_id: str | None) -> dict[str, Any]:
-    """A patient's audit entries (or the trial's, newest first) and, for the roles that may verify
-    the chain, its verification."""
+def audit_view(session: Session, viewer: Viewer, trial: Trial, patient_id: str | None,
+               verify_chain: bool = False) -> dict[str, Any]:
+    """A patient's audit entries (or the trial's, newest first) and, when asked by a role that may
+    verify the chain, its verification (it reads the whole trail: a second or so for a large
+    trial, so it runs on request rather than with every page)."""
     if patient_id:
         service.patient_by_id(session, trial, viewer, patient_id)  # another site's patient: NotFound
-    entries = service.audit_entries(session, viewer, patient_id, trial, limit=500)
-    check = verify(session) if viewer.role in CAPABILITIES["verify_audit"] else None
-    return {"entries": entries, "verification": check}
+    entries = service.audit_entries(session, viewer, patient_id, trial, limit=AUDIT_LIMIT)
+    may_verify = viewer.role in CAPABILITIES["verify_audit"]
+    return {"entries": entries, "verification": verify(session) if may_verify and verify_chain else None,
+            "may_verify": may_verify, "limit": AUDIT_LIMIT}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -28,7 +30,7 @@ from ..errors import InputError
 from ..store import service
 from ..store.admin import authenticate, viewer_of
 from ..store.models import User
-from ..store.scope import CAPABILITIES, Forbidden, NotFound, Refused, Viewer
+from ..store.scope import CAPABILITIES, Forbidden, NotFound, Refused, Viewer, require
 from . import queries, session as web_session
 from .timeline import timeline_svg
 
@@ -45,7 +47,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decided": "Decision saved to the audit trail.",
-            "imported": "Import committed."}
+            "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail."}
 UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
 
 
@@ -71,6 +73,11 @@ def mount(app: FastAPI) -> None:
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
+        slot = _problem_slot(request)
+        if slot:  # an htmx form that updates its own fragment: the message goes next to the form
+            response = render(request, "problem.html", {"problem_text": exc.message}, status=exc.status)
+            response.headers.update({"HX-Retarget": f"#{slot}", "HX-Reswap": "innerHTML"})
+            return response
         return render(request, "error.html", {"status": exc.status, "problem_text": exc.message}, status=exc.status)
 
     @app.exception_handler(LoginRequired)
@@ -108,6 +115,37 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
 def _capabilities(viewer: Viewer | None) -> dict[str, bool]:
     return {k: bool(viewer) and viewer.role in roles for k, roles in CAPABILITIES.items()}
+
+
+def fragment_request(request: Request) -> bool:
+    """An htmx request of a form that replaces only its fragment (``hx-post``), not a boosted page."""
+    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-Boosted")
+
+
+_ELEMENT_ID = re.compile(r"[A-Za-z][\w-]{0,80}")
+
+
+def _problem_slot(request: Request) -> str | None:
+    """The element that shows a fragment request's problem: ``<target id>-problem`` (each fragment
+    has one, see macros.html)."""
+    target = request.headers.get("HX-Target") or ""
+    return f"{target}-problem" if fragment_request(request) and _ELEMENT_ID.fullmatch(target) else None
+
+
+def pager(request: Request, paging: dict[str, int]) -> dict[str, Any]:
+    """Links to the previous and next page that keep the other query parameters (the filters)."""
+    def link(n: int) -> str:
+        query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("page", "msg")]
+        return request.url.path + "?" + urlencode(query + [("page", str(n))])
+
+    page, last = paging["page"], paging["pages"]
+    return {**paging, "prev": link(page - 1) if page > 1 else None, "next": link(page + 1) if page < last else None,
+            "first": (paging["page"] - 1) * paging["per_page"] + 1,
+            "last": min(paging["page"] * paging["per_page"], paging["total"])}
+
+
+def page_number(value: str) -> int:
+    return int(value) if value.isdigit() and len(value) < 7 else 1
 
 
 def store_of(request: Request):
@@ -224,28 +262,31 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, max
 # ------------------------------------------------------------------------------------------ today
 
 @router.get("/trials/{trial}/today", response_class=HTMLResponse)
-def today(request: Request, trial: str) -> Response:
+def today(request: Request, trial: str, page: str = "1") -> Response:
     viewer = logged_in(request)
     store = store_of(request)
     with store.reading() as session:
         t = trial_or_404(session, trial)
-        rows = queries.today_rows(session, t, viewer)
+        found = queries.today_page(session, t, viewer, page_number(page), queries.TODAY_PER_PAGE)
         sites = queries.visible_sites(session, viewer)
-    return render(request, "today.html", {**nav(trial, "today"), "rows": rows, "today": store.today(),
-                                          "sites": sites, "severities": queries.SEVERITIES})
+    return render(request, "today.html", {**nav(trial, "today"), "rows": found["rows"], "paging": pager(request, found),
+                                          "today": store.today(), "sites": sites, "severities": queries.SEVERITIES})
 
 
 # ------------------------------------------------------------------------------------------ alerts
 
 @router.get("/trials/{trial}/alerts", response_class=HTMLResponse)
-def alerts(request: Request, trial: str, site: str = "", patient: str = "", severity: str = "") -> Response:
+def alerts(request: Request, trial: str, site: str = "", patient: str = "", severity: str = "",
+           page: str = "1") -> Response:
     viewer = logged_in(request)
     with store_of(request).reading() as session:
         t = trial_or_404(session, trial)
-        rows = queries.alert_rows(session, t, viewer, site=site[:64] or None, patient_id=patient[:200] or None,
-                                  severity=severity[:20] or None)
+        found = queries.alert_page(session, t, viewer, site=site[:64] or None, patient_id=patient[:200] or None,
+                                   severity=severity[:20] or None, page=page_number(page),
+                                   per_page=queries.ALERTS_PER_PAGE)
         sites = queries.visible_sites(session, viewer)
-    return render(request, "alerts.html", {**nav(trial, "alerts"), "rows": rows, "sites": sites,
+    return render(request, "alerts.html", {**nav(trial, "alerts"), "rows": found["rows"], "sites": sites,
+                                           "paging": pager(request, found), "by_severity": found["by_severity"],
                                            "severities": queries.SEVERITIES,
                                            "filters": {"site": site, "patient": patient, "severity": severity},
                                            "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")})
@@ -253,11 +294,18 @@ def alerts(request: Request, trial: str, site: str = "", patient: str = "", seve
 
 @router.post("/trials/{trial}/alerts/{alert_id}/ack")
 async def acknowledge(request: Request, trial: str, alert_id: int) -> Response:
+    """Acknowledge with a note. A plain form post redirects back to the page; htmx (``hx-post``)
+    gets the alert's fragment only, as the inbox or the patient's history shows it."""
     viewer, form = await posted(request)
     note = text(form, "note")
+    back = safe_next(text(form, "next", 500), f"/trials/{quote(trial)}/alerts")
     with store_of(request).writing() as session, translated():
         service.acknowledge(session, viewer, alert_id, note)
-    back = safe_next(text(form, "next", 500), f"/trials/{quote(trial)}/alerts")
+        row = queries.alert_row(session, trial_or_404(session, trial), viewer, alert_id)
+    if fragment_request(request):
+        kind = "history" if form.get("view") == "history" else "inbox"
+        return render(request, "fragment_alert.html", {"trial": trial, "a": row, "kind": kind, "here": back,
+                                                       "done": MESSAGES["ack"]})
     return RedirectResponse(_with_msg(back, "ack") + f"#alert-{alert_id}", status_code=303)
 
 
@@ -287,6 +335,8 @@ async def decide(request: Request, trial: str, action_id: int) -> Response:
     decision = text(form, "decision", 20)
     with store_of(request).writing() as session, translated():
         result = service.decide_dose_action(session, viewer, action_id, decision or "", text(form, "reason"))
+    if fragment_request(request):  # htmx: the decided action's fragment only
+        return render(request, "fragment_action.html", {"trial": trial, "d": result, "done": MESSAGES["decided"]})
     back = f"/trials/{quote(trial)}/patients/{quote(result['patient_id'])}"
     return RedirectResponse(_with_msg(back, "decided") + f"#action-{action_id}", status_code=303)
 
@@ -294,26 +344,85 @@ async def decide(request: Request, trial: str, action_id: int) -> Response:
 # ------------------------------------------------------------------------------------------ cohort
 
 @router.get("/trials/{trial}/cohort", response_class=HTMLResponse)
-def cohort(request: Request, trial: str, design: str = "3+3", target: str = "") -> Response:
+def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", skeleton: str = "") -> Response:
     viewer = logged_in(request)
     store = store_of(request)
     if design not in queries.DESIGNS:
         raise WebError(400, f"design is one of {', '.join(queries.DESIGNS)}")
-    problem, board, target_value = None, None, None
+    problem, board, target_value, skeleton_values, decisions = None, None, None, None, []
     try:
         target_value = float(target) if target.strip() else None
     except ValueError:
         problem = "the target toxicity probability is a number between 0 and 1, e.g. 0.3"
     with store.reading() as session:
         t = trial_or_404(session, trial)
+        levels = [lv.level for lv in queries.trial_protocol(session, t).study_drug.levels]
+        if problem is None and design in queries.CRM_DESIGNS and target_value is not None:
+            try:
+                skeleton_values = (queries.parse_skeleton(skeleton[:500]) if skeleton.strip()
+                                   else queries.default_skeleton(target_value, len(levels)))
+            except ValueError as exc:
+                problem = str(exc)
         if problem is None:
             try:
                 with translated():
-                    board = queries.cohort_board(session, t, viewer, design, target_value)
+                    board = queries.cohort_board(session, t, viewer, design, target_value, skeleton_values)
             except ValueError as exc:  # a design that needs a target, or does not fit the protocol
                 problem = str(exc)
+        if viewer.all_sites:
+            decisions = queries.cohort_decisions(session, t)
     return render(request, "cohort.html", {**nav(trial, "cohort"), "board": board, "problem": problem,
-                                           "design": design, "target": target, "designs": queries.DESIGNS})
+                                           "design": design, "target": target, "designs": queries.DESIGNS,
+                                           "skeleton": ",".join(f"{p:g}" for p in skeleton_values or []),
+                                           "default_skeleton": not skeleton.strip(), "levels": sorted(levels),
+                                           "decisions": decisions,
+                                           "decidable": design not in queries.CRM_DESIGNS})
+
+
+@router.post("/trials/{trial}/cohort/decision")
+async def cohort_decision(request: Request, trial: str) -> Response:
+    """The statistician's decision on the next cohort, through the API's own service function
+    (role check, the recommendation recomputed from the records, the audit entry). The form
+    carries the level the board showed; if the records changed since, nothing is saved."""
+    viewer, form = await posted(request)
+    with translated():
+        require(viewer, "decide_cohort")  # before reading the form: the role is refused first
+    design, decision = text(form, "design", 20) or "", text(form, "decision", 20) or ""
+    decidable = [d for d in queries.DESIGNS if d not in queries.CRM_DESIGNS]  # the service takes no skeleton
+    if design not in decidable:
+        raise WebError(400, f"the decision form takes the designs {', '.join(decidable)}")
+    try:
+        target = float(text(form, "target", 20)) if text(form, "target", 20) else None
+        level = int(text(form, "dose_level", 10)) if text(form, "dose_level", 10) else None
+    except ValueError:
+        raise WebError(400, "the target is a number between 0 and 1 and the dose level a whole number") from None
+    if target is not None and not 0 < target < 1:
+        raise WebError(400, "the target toxicity probability is between 0 and 1")
+    shown, reason = text(form, "recommended", 10), text(form, "reason")
+    store = store_of(request)
+
+    def save() -> None:
+        with store.writing() as session, translated():
+            t = service.trial_by_code(session, trial)
+            levels = {lv.level for lv in queries.trial_protocol(session, t).study_drug.levels}
+            if decision == "overridden" and level not in levels:
+                raise WebError(400, "choose the dose level for the next cohort")
+            chosen = level if decision == "overridden" else None
+            try:
+                result = service.decide_cohort(session, t, viewer, design, decision, chosen, reason, store.today(), target)
+            except ValueError as exc:  # a design that does not fit the protocol or the records
+                raise Refused(str(exc)) from exc
+            recommended = result["recommendation"].get("next_dose")
+            if shown != ("stop" if recommended is None else str(recommended)):  # raising rolls the decision back
+                raise WebError(409, "the recommendation changed since the board was shown (new records or "
+                                    "assessments): nothing was saved; look at the board again and decide")
+
+    # The service recomputes the recommendation from every record (the monitor on the whole
+    # trial: seconds for a large one), so it runs off the event loop.
+    await run_in_threadpool(save)
+    query = urlencode({"design": design, **({"target": text(form, "target", 20)} if target is not None else {}),
+                       "msg": "cohort"})
+    return RedirectResponse(f"/trials/{quote(trial)}/cohort?{query}#decisions", status_code=303)
 
 
 # ------------------------------------------------------------------------------------------ import
@@ -428,11 +537,11 @@ async def import_commit(request: Request, trial: str) -> Response:
 # ------------------------------------------------------------------------------------------ audit
 
 @router.get("/trials/{trial}/audit", response_class=HTMLResponse)
-def audit(request: Request, trial: str, patient: str = "") -> Response:
+def audit(request: Request, trial: str, patient: str = "", verify: str = "") -> Response:
     viewer = logged_in(request)
     with store_of(request).reading() as session, translated():
         t = trial_or_404(session, trial)
-        view = queries.audit_view(session, viewer, t, patient[:200] or None)
+        view = queries.audit_view(session, viewer, t, patient[:200] or None, verify_chain=verify == "yes")
     return render(request, "audit.html", {**nav(trial, "audit"), **view, "patient": patient})
 
 
