@@ -150,13 +150,12 @@ def lab_events(grades: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSe
     """One event each time a patient's grade for a term first reaches a new maximum after day 1
     (above the pretreatment grade), so that an alert can fire on the first day the data show it."""
     d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
-    g = (
-        # grade 0 never starts an event nor raises a maximum: leave those rows out first (most rows)
-        grades.filter((pl.col("grade") > 0) & ~pl.col("term").is_in(list(settings.skip_terms)))
-        .join(d1, on="patient_id", how="left")
-        .sort("patient_id", "criteria", "term", "date", "obs_id")
-    )
-    keys = ["patient_id", "criteria", "term"]
+    # grade 0 never starts an event nor raises a maximum: leave those rows out first (most rows)
+    g = grades.filter((pl.col("grade") > 0) & ~pl.col("term").is_in(list(settings.skip_terms)))
+    # one number per (patient, criteria, term): sorting and windows on it are cheaper than on strings
+    group, _ = factorize(g["patient_id"], g["criteria"], g["term"])
+    g = g.with_columns(group=pl.Series(group)).join(d1, on="patient_id", how="left").sort("group", "date", "obs_id")
+    keys = ["group"]
     pre = g.filter(pl.col("day1").is_not_null() & (pl.col("date") <= pl.col("day1")))
     base_grade = pre.group_by(keys).agg(pl.col("grade").max().alias("base_grade"))
     post = (
@@ -231,7 +230,8 @@ def _check_part(cohort: Cohort, settings: CheckSettings | None) -> list[PatientR
     enriched = Cohort(cohort.patients, obs, cohort.doses, cohort.events)
     events: list[Event] = []
     events += lab_events(lab_grades(obs, day1, settings, positive_only=True), day1, settings)
-    events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors)
+    events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors,
+                         calcium_corrected=True)
     events += detect_aki(enriched, day1)
     events += detect_febrile_neutropenia(enriched, day1)
     events += detect_tumor_flare(enriched, day1, drug=settings.study_drug)

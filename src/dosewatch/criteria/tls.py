@@ -134,10 +134,13 @@ def _windows(day1: dict, anchors: dict | None, window: dict) -> pl.DataFrame:
     )
 
 
-def _prepare(cohort: Cohort, codes: set[str]) -> pl.DataFrame:
+def _prepare(cohort: Cohort, codes: set[str], calcium_corrected: bool = False) -> pl.DataFrame:
     """Observations of ``codes`` (with derived corrected calcium), their unit as reported, normalised."""
-    obs = cohort.observations.filter(pl.col("code").is_in(codes | {"CA", "ALB"}) & pl.col("value").is_not_null())
-    obs = with_corrected_calcium(obs).filter(pl.col("code").is_in(codes))
+    if calcium_corrected:
+        obs = cohort.observations.filter(pl.col("code").is_in(codes) & pl.col("value").is_not_null())
+    else:
+        obs = cohort.observations.filter(pl.col("code").is_in(codes | {"CA", "ALB"}) & pl.col("value").is_not_null())
+        obs = with_corrected_calcium(obs).filter(pl.col("code").is_in(codes))
     norm = {u: normalize_unit(u) for u in obs["orig_unit"].drop_nulls().unique().to_list()}
     reported = pl.col("orig_value").is_not_null() & pl.col("orig_unit").is_not_null()
     return obs.with_columns(
@@ -487,13 +490,15 @@ def detect_tls(
     simultaneity: str = "calendar-day",
     anchors: dict[str, list[dt.date]] | None = None,
     adult: bool = True,
+    calcium_corrected: bool = False,
 ) -> list[Event]:
     """Laboratory and clinical TLS by ``criteria``, and the CTCAE v5.0 term "Tumor lysis syndrome".
 
     ``day1``: first dose of the study drug per patient (the default anchor). ``anchors``: further
     anchor dates per patient (dose increases); each opens its own window of study days -3..8 with its
     own baseline. ``simultaneity`` applies to Howard only (Cairo-Bishop needs none): "calendar-day"
-    (default) or "24h". ``adult`` selects the adult or child cut-offs.
+    (default) or "24h". ``adult`` selects the adult or child cut-offs. ``calcium_corrected``: the
+    observations already hold the derived corrected calcium (``with_corrected_calcium``).
     """
     rules = load_rules(criteria)
     if simultaneity not in SIMULTANEITY:
@@ -504,7 +509,7 @@ def detect_tls(
         return []
 
     lab_codes = {code for crit in rules["laboratory"] for code in crit["codes"]}
-    obs = _prepare(cohort, lab_codes | {"CREAT", rules["pseudohyperkalemia"]["code"]})
+    obs = _prepare(cohort, lab_codes | {"CREAT", rules["pseudohyperkalemia"]["code"]}, calcium_corrected)
     ab = _abnormal(obs, windows, rules, adult)
     if ab.is_empty():
         return []
