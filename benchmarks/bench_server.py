@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_server.py import                     # SQLite, SDTM + FHIR, store + API
     .venv/bin/python benchmarks/bench_server.py import --db postgresql+psycopg://postgres@127.0.0.1/test
     .venv/bin/python benchmarks/bench_server.py reads [--db URL]           # p99 of assessment reads, 20 clients
+    .venv/bin/python benchmarks/bench_server.py reads --keep /tmp/bench.db --clients-list 1 5 10 20 --client httpx raw
 
 The trial: 1,000 patients x six 28-day cycles of daily labs (a 12-analyte panel from day -2, so
 2,016 observations a patient, 2,016,000 in all) and daily lenalidomide on days 1-21 of each cycle.
@@ -12,7 +13,9 @@ second of wall time for the whole import: reading, checking, writing the records
 entries, and assessing the patients. "store" calls ``service.import_records`` in-process; "api"
 posts to a uvicorn server on 127.0.0.1. ``reads`` loads the same trial, then runs 20 concurrent
 clients against a uvicorn server on 127.0.0.1 for a fixed number of requests and prints the
-latency percentiles of ``GET .../patients/{id}/assessment``.
+latency percentiles of ``GET .../patients/{id}/assessment``, the server's CPU time a request (with
+psutil) and the load client's. The client runs on the same cores as the server: ``--client raw``
+(a minimal HTTP/1.1 client on asyncio streams) needs about a tenth of httpx's CPU a request.
 """
 from __future__ import annotations
 
@@ -263,15 +266,102 @@ async def load(base: str, auth: dict, pids: list[str], n_requests: int, clients:
     return latencies
 
 
-def run_reads(args) -> None:
-    with tempfile.TemporaryDirectory(prefix="dosewatch-bench-") as tmp:
-        url, drop = fresh_url(args.db, Path(tmp))
+async def raw_load(base: str, auth: dict, pids: list[str], n_requests: int, clients: int) -> list[float]:
+    """``load`` with a minimal HTTP/1.1 keep-alive client on asyncio streams: the same requests,
+    a fraction of httpx's CPU a request (the client shares the machine's cores with the server)."""
+    host, port = base.removeprefix("http://").split(":")
+    header = "".join(f"{k}: {v}\r\n" for k, v in auth.items())
+    latencies: list[float] = []
+    todo = iter(range(n_requests))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
         try:
+            for i in todo:
+                pid = pids[(i * 7919) % len(pids)]
+                t = time.perf_counter()
+                writer.write(f"GET /api/trials/bench/patients/{pid}/assessment HTTP/1.1\r\nHost: {host}\r\n"
+                             f"{header}\r\n".encode())
+                status = (await reader.readline()).split(b" ", 2)[1]
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t)
+                if status != b"200":
+                    raise SystemExit(f"GET {pid}: HTTP {status.decode()}")
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies
+
+
+def server_cpu_seconds(proc: subprocess.Popen) -> float | None:
+    """User + system CPU time of the server and its worker processes so far (None without psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        top = psutil.Process(proc.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [top, *top.children(recursive=True)])
+    except psutil.Error:
+        return None
+
+
+def kept_pg_url(base: str, schema: str) -> tuple[str, bool]:
+    """The PostgreSQL schema ``schema`` in the database ``base`` (made when missing), and whether it existed."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        existed = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+        if not existed:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False), existed
+
+
+def loaded_database(args, tmp: Path) -> tuple[str, callable]:
+    """The trial with ``args.patients`` patients loaded: in ``--keep FILE`` (SQLite; with ``--db``
+    PostgreSQL, a schema of that name), loaded once and reused by later runs, else in a fresh database."""
+    if args.keep and args.db and not args.db.startswith("sqlite"):
+        url, existed = kept_pg_url(args.db, args.keep)
+        if not existed:
             store = setup_trial(url)
             t = time.perf_counter()
             import_store(store, list(batches(args.patients, 100, "sdtm")), "sdtm")
             store.dispose()
-            print(f"{args.patients} patients loaded in {time.perf_counter() - t:.0f} s", flush=True)
+            print(f"{args.patients} patients loaded into schema {args.keep} in {time.perf_counter() - t:.0f} s",
+                  flush=True)
+        return url, lambda: None
+    if args.keep:
+        path = Path(args.keep).resolve()
+        url = f"sqlite:///{path}"
+        if not path.exists():
+            store = setup_trial(url)
+            t = time.perf_counter()
+            import_store(store, list(batches(args.patients, 100, "sdtm")), "sdtm")
+            store.dispose()
+            print(f"{args.patients} patients loaded into {path} in {time.perf_counter() - t:.0f} s", flush=True)
+        return url, lambda: None
+    url, drop = fresh_url(args.db, tmp)
+    store = setup_trial(url)
+    t = time.perf_counter()
+    import_store(store, list(batches(args.patients, 100, "sdtm")), "sdtm")
+    store.dispose()
+    print(f"{args.patients} patients loaded in {time.perf_counter() - t:.0f} s", flush=True)
+    return url, drop
+
+
+def run_reads(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="dosewatch-bench-") as tmp:
+        url, drop = loaded_database(args, Path(tmp))
+        try:
             port = free_port()
             server = start_server(url, port, args.workers)
             try:
@@ -279,15 +369,23 @@ def run_reads(args) -> None:
                 auth = token(base)
                 pids = [f"bench-{i}" for i in range(args.patients)]
                 asyncio.run(load(base, auth, pids, 200, args.clients))  # warm-up
-                t = time.perf_counter()
-                lat = sorted(asyncio.run(load(base, auth, pids, args.requests, args.clients)))
-                wall = time.perf_counter() - t
+                for kind, clients in [(k, c) for k in args.client for c in args.clients_list or [args.clients]]:
+                    run_load = load if kind == "httpx" else raw_load
+                    cpu, client_cpu = server_cpu_seconds(server), time.process_time()
+                    t = time.perf_counter()
+                    lat = sorted(asyncio.run(run_load(base, auth, pids, args.requests, clients)))
+                    wall = time.perf_counter() - t
+                    cpu_after, client_cpu = server_cpu_seconds(server), time.process_time() - client_cpu
+                    q = statistics.quantiles(lat, n=100)
+                    per = (f", server CPU {(cpu_after - cpu) / len(lat) * 1000:.2f} ms/request"
+                           if cpu is not None and cpu_after is not None else "")
+                    per += f", client ({kind}) CPU {client_cpu / len(lat) * 1000:.2f} ms/request"
+                    print(f"assessment reads, {clients} clients, {len(lat)} requests, {args.workers} worker(s) on "
+                          f"{url.split(':')[0]}: p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, "
+                          f"p99 {q[98] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms, {len(lat) / wall:,.0f} requests/s"
+                          f"{per}", flush=True)
             finally:
                 stop(server)
-            q = statistics.quantiles(lat, n=100)
-            print(f"assessment reads, {args.clients} clients, {len(lat)} requests, {args.workers} worker(s) on "
-                  f"{url.split(':')[0]}: p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, "
-                  f"p99 {q[98] * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms, {len(lat) / wall:,.0f} requests/s")
         finally:
             drop()
 
@@ -302,6 +400,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--client", choices=["httpx", "raw"], nargs="+", default=["httpx"],
+                        help="reads: the load client(s): httpx.AsyncClient, or a minimal HTTP/1.1 client on asyncio")
+    parser.add_argument("--clients-list", type=int, nargs="+", metavar="N",
+                        help="reads: one load run for each number of clients (e.g. 1 5 10 20)")
+    parser.add_argument("--keep", metavar="FILE", help="reads: keep the loaded trial in this SQLite file (with a "
+                        "PostgreSQL --db: in this schema) and reuse it in later runs (loaded when missing)")
     args = parser.parse_args()
     (run_import if args.what == "import" else run_reads)(args)
 

@@ -476,6 +476,89 @@ def test_blank_lines_keep_their_row_number(tmp_path):
     assert [p.source for p in info.value.problems if p.severity == "error"] == ["lb.csv row 18"]
 
 
+# --- CSV parsing: the whole-column reader gives what the csv module gives ---------------------
+
+def read_csv_both(tmp_path: Path, data: bytes):
+    """The dataset as the reader reads it, and as Python's csv module reads it row by row."""
+    from dosewatch.io.sdtm import _read_csv, _read_csv_rows
+
+    path = tmp_path / "lb.csv"
+    path.write_bytes(data)
+    fast, slow = _read_csv(path), _read_csv_rows(path)
+    assert fast[1] == slow[1]
+    assert (fast[0] is None) == (slow[0] is None)
+    if fast[0] is not None:
+        assert_frame_equal(fast[0], slow[0])
+    return fast
+
+
+def test_csv_with_bom_crlf_quoted_commas_and_quotes(tmp_path):
+    data = ('\ufeffUSUBJID,LBTESTCD,LBORRES\r\nP1,K,"4,1"\r\n"P2","K","say ""4"""\r\nP3,K,"two\nlines"\r\n').encode()
+    df, problems = read_csv_both(tmp_path, data)
+    assert problems == [] and df.columns == ["USUBJID", "LBTESTCD", "LBORRES", "_row"]
+    assert df["LBORRES"].to_list() == ["4,1", 'say "4"', "two\nlines"] and df["_row"].to_list() == [1, 2, 3]
+
+
+def test_csv_blank_lines_keep_their_number_and_ragged_rows_are_named(tmp_path):
+    data = b"USUBJID,LBTESTCD,LBORRES\nP1,K,4.1\n\n   \nP2,K\nP3,K,4.3,extra\n,,\nP4,K,4.4\n\n"
+    df, problems = read_csv_both(tmp_path, data)
+    assert [(p.source, p.field, p.message) for p in problems] == [
+        ("lb.csv row 4", "(row)", "malformed CSV row: 2 fields, the header has 3"),
+        ("lb.csv row 5", "(row)", "malformed CSV row: 4 fields, the header has 3")]
+    assert df["_row"].to_list() == [1, 6, 7] and df["USUBJID"].to_list() == ["P1", "", "P4"]
+
+
+@pytest.mark.parametrize("data", [
+    b"",  # empty file
+    b"\n\nUSUBJID,LBSEQ\nP1,1\n",  # blank header
+    b"USUBJID,usubjid\nP1,P1\n",  # a column twice
+    b"USUBJID,LBSEQ\nP1,\xff\n",  # not UTF-8
+    b'USUBJID,LBSEQ\nP1,"1\n',  # a quote that never closes
+    b'USUBJID,LBSEQ\nP1,1"2\nP2,"3"4\n',  # quotes inside a field
+    b"USUBJID,LBSEQ\rP1,1\rP2,2\r",  # old Mac line ends
+    b"USUBJID\nP1\n  \n\"\"\nP2",  # one column: blank rows, no final newline
+])
+def test_csv_the_fast_reader_cannot_prove_goes_the_csv_module_way(tmp_path, data):
+    read_csv_both(tmp_path, data)
+
+
+def test_csv_giant_field_is_reported_as_the_csv_module_does(tmp_path):
+    import csv
+
+    big = b"x" * (csv.field_size_limit() + 1)
+    df, problems = read_csv_both(tmp_path, b"USUBJID,LBSEQ\nP1," + big + b"\n")
+    assert df is None and [p.field for p in problems] == ["(file)"] and "field larger" in problems[0].message
+
+
+def test_ragged_row_in_a_read_is_an_error_naming_the_row(tmp_path, cohort):
+    folder = append(study(tmp_path), "lb", "DW01,LB,P2,9,K,Potassium,SERUM,4.0,mmol/L,3.5,5.1,,,,,,2024-01-12,extra")
+    result = read_sdtm(folder, skip_invalid=True)
+    assert [(p.source, p.field) for p in result.errors] == [("lb.csv row 17", "(row)")]
+    assert_frame_equal(result.cohort.observations, cohort.observations)  # nothing else left out
+    with pytest.raises(InputError):
+        read_sdtm(folder)
+
+
+CSV_TEXT = st.lists(st.sampled_from(list('ab1 ,"\n\r\t\u00e9') + ['""', "\r\n"]), max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.lists(st.sampled_from(["A", "B", "C", " d ", '"E"']), min_size=1, max_size=4, unique=True),
+       body=CSV_TEXT, bom=st.booleans())
+def test_csv_reader_agrees_with_the_csv_module_on_any_text(tmp_path_factory, header, body, bom):
+    data = (("\ufeff" if bom else "") + ",".join(header) + "\n" + body).encode()
+    read_csv_both(tmp_path_factory.mktemp("csv"), data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.lists(st.sampled_from(["", "x", "4.5", '"a,b"', '"q""q"', '"l\nl"', " ", "é"]),
+                              min_size=1, max_size=5), max_size=12),
+       newline=st.sampled_from(["\n", "\r\n"]))
+def test_csv_reader_agrees_with_the_csv_module_on_quoted_rows(tmp_path_factory, rows, newline):
+    data = newline.join(["A,B,C", *(",".join(r) for r in rows)]) + newline
+    read_csv_both(tmp_path_factory.mktemp("csv"), data.encode())
+
+
 # --- XPT input, round trips -----------------------------------------------------------------
 
 NUMERIC = ("SEQ", "STRESN", "DOSE")

@@ -20,6 +20,23 @@ def test_health_and_openapi(client):
         assert path in paths
 
 
+def test_openapi_documents_every_json_response(client):
+    spec = client.get("/openapi.json").json()
+    ok = {(path, method): op["responses"]["200"] for path, ops in spec["paths"].items() if path.startswith("/api/")
+          for method, op in ops.items()}
+    untyped = [k for k, r in ok.items() if k != ("/api/trials/{trial}/export", "get")
+               and r.get("content", {}).get("application/json", {}).get("schema", {}) in ({}, {"type": "object"})]
+    assert untyped == []
+    ref = lambda k: ok[k]["content"]["application/json"]["schema"]  # noqa: E731
+    assert ref(("/api/trials/{trial}/patients/{patient_id}/assessment", "get")) == {
+        "$ref": "#/components/schemas/AssessmentOut"}
+    assert ref(("/api/trials/{trial}/alerts", "get"))["items"] == {"$ref": "#/components/schemas/AlertOut"}
+    assert set(ok[("/api/trials/{trial}/export", "get")]["content"]) == {"application/fhir+json", "application/zip",
+                                                                        "text/csv"}
+    schemas = spec["components"]["schemas"]
+    assert {"ImportReportOut", "PatientOut", "AuditEntryOut", "VerificationOut", "CohortNextOut"} <= set(schemas)
+
+
 def test_newcomer_logs_in_imports_reads_the_tls_alert_acknowledges_it_and_sees_the_audit_entry(client):
     nurse = login(client, "nurse")
     r = client.post("/api/trials/demo/fhir", content=body(synthetic_bundle(1, "new")), headers=nurse)
@@ -135,6 +152,32 @@ def test_tokens_expire_and_bad_ones_are_refused(client):
         r = client.get("/api/trials/demo/patients", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401
     assert client.get("/api/trials/demo/patients").status_code == 401
+
+
+def test_the_one_query_assessment_read_answers_as_every_other_route(client, demo_app):
+    """The stored assessment is read in one query that checks the user's sites itself: a bad token
+    or an inactive user gets 401, another site's or a missing patient 404, all-sites roles see all."""
+    from sqlalchemy import update
+
+    from dosewatch.api.security import create_token
+    from dosewatch.store.models import User
+
+    url = "/api/trials/demo/patients/{}/assessment"
+    north, nurse, monitor = login(client, "nurse-north"), login(client, "nurse"), login(client, "monitor")
+    assert client.get(url.format("north-1"), headers=north).json()["patient_id"] == "north-1"
+    assert client.get(url.format("seed-1"), headers=north).status_code == 404
+    assert client.get(url.format("nobody"), headers=nurse).status_code == 404
+    assert client.get("/api/trials/nothere/patients/seed-1/assessment", headers=nurse).status_code == 404
+    assert {client.get(url.format(p), headers=monitor).json()["patient_id"] for p in ("seed-1", "north-1")} == {
+        "seed-1", "north-1"}
+    for token in (create_token("nurse", SECRET, minutes=-1), create_token("ghost", SECRET, minutes=10)):
+        assert client.get(url.format("seed-1"), headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get(url.format("seed-1")).status_code == 401
+    with demo_app.state.store.writing() as session:
+        session.execute(update(User).where(User.name == "nurse").values(active=False))
+    assert client.get(url.format("seed-1"), headers=nurse).status_code == 401
+    r = client.get(url.format("seed-1"), headers=monitor)
+    assert r.headers["content-type"] == "application/json" and r.json()["as_of"] == "2007-07-22"
 
 
 def test_no_stack_trace_reaches_the_client(client, monkeypatch):

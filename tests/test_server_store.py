@@ -56,9 +56,46 @@ def test_migrations_build_the_models_tables_and_rerun_as_no_op(store):
     store.upgrade()  # second run: nothing to do
     with store.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         # the shipped migration and the models agree (no autogenerate difference)
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_upgrade_keeps_the_records_and_ties_each_to_its_patients_site(kind, tmp_path):
+    """0003 replaces the records' three foreign keys by one to (patient, trial, site): a database
+    with data upgrades in place, and a record can no longer name a site other than its patient's."""
+    from sqlalchemy.exc import IntegrityError
+
+    from dosewatch.store.db import upgrade
+
+    with fresh_database(kind, tmp_path) as url:
+        s = Store(url, today=TODAY)
+        try:
+            upgrade(s.engine, "0002")
+            with s.writing() as session:
+                admin.add_site(session, "test", "A")
+                admin.add_site(session, "test", "B")
+                admin.add_trial(session, "test", "T", "lenalidomide-cll-25mg-2007")
+            do_import(s, small_bundle())
+            before = count(s, Observation)
+            s.upgrade()
+            assert count(s, Observation) == before > 0
+            assert verify_ok(s)
+            with s.reading() as session:
+                obs = session.scalars(select(Observation).limit(1)).one()
+                row = {c: getattr(obs, c) for c in ("trial_id", "patient_pk", "code", "source")}
+            with pytest.raises(IntegrityError), s.writing() as session:
+                session.add(Observation(**row, obs_id="elsewhere", site_id=obs.site_id + 1, deleted=False))
+            with s.writing() as session:  # the patient's own site is fine
+                session.add(Observation(**row, obs_id="here", site_id=obs.site_id, deleted=False))
+        finally:
+            s.dispose()
+
+
+def verify_ok(store) -> bool:
+    with store.reading() as session:
+        return verify(session).ok
 
 
 def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path):

@@ -20,14 +20,18 @@ from .security import token_user
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/token")
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
+    # async: FastAPI runs a plain ``def`` dependency in the thread pool, a hop per request for nothing
     return request.app.state.store
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def current_viewer(request: Request, store: StoreDep, token: Annotated[str, Depends(oauth2)]) -> Viewer:
+Token = Annotated[str, Depends(oauth2)]
+
+
+def current_viewer(request: Request, store: StoreDep, token: Token) -> Viewer:
     unauthorized = HTTPException(status.HTTP_401_UNAUTHORIZED, "not logged in, or the token expired",
                                  headers={"WWW-Authenticate": "Bearer"})
     name = token_user(token, request.app.state.settings.secret_key)
@@ -68,9 +72,13 @@ UploadBody = Annotated[bytes, Depends(upload_body)]
 def check_as_of(as_of: dt.date | None = None) -> dt.date | None:
     """An evaluation date the monitor can work with: not before 1900, not after tomorrow."""
     if as_of is not None and not dt.date(1900, 1, 1) <= as_of <= dt.date.today() + dt.timedelta(days=1):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"as_of {as_of.isoformat()} is out of range "
+        raise HTTPException(422, f"as_of {as_of.isoformat()} is out of range "
                             "(1900-01-01 to tomorrow)")
     return as_of
 
 
-AsOf = Annotated[dt.date | None, Depends(check_as_of)]
+async def as_of_param(as_of: dt.date | None = None) -> dt.date | None:
+    return check_as_of(as_of)
+
+
+AsOf = Annotated[dt.date | None, Depends(as_of_param)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Column, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import Column, MetaData, String, Table, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem
@@ -111,13 +111,18 @@ def _stored(session: Session, table: str, ids: list[str], trial_id: int) -> pl.D
     if len(ids) <= 4 * CHUNK:
         frames = [read_frame(session, stmt.where(getattr(model, key).in_(chunk)), out) for chunk in _chunks(ids)]
         return pl.concat(frames) if frames else pl.DataFrame(schema=out)
-    if session.bind.dialect.name == "sqlite":
-        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT)"))
-    else:
-        session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT) ON COMMIT DROP"))
+    sqlite = session.bind.dialect.name == "sqlite"
+    session.execute(text("CREATE TEMP TABLE IF NOT EXISTS import_ids (id TEXT)" + ("" if sqlite else " ON COMMIT DROP")))
     session.execute(text("DELETE FROM import_ids"))
     insert_frame(session, "import_ids", pl.DataFrame({"id": ids}, schema={"id": pl.String}).unique())
-    found = read_frame(session, stmt.join(IMPORT_IDS, IMPORT_IDS.c.id == getattr(model, key)), out)
+    if sqlite:  # SQLite looks each id up in the (trial_id, id) index
+        found = read_frame(session, stmt.join(IMPORT_IDS, IMPORT_IDS.c.id == getattr(model, key)), out)
+    else:
+        # One index lookup per id (a LATERAL subquery that OFFSET 0 keeps from being flattened): the
+        # planner, without statistics on the fresh rows, otherwise hashes every stored row of the
+        # trial, a cost that grows with the trial instead of with the import.
+        lookup = stmt.where(getattr(model, key) == IMPORT_IDS.c.id).offset(0).lateral("stored")
+        found = read_frame(session, select(lookup).select_from(IMPORT_IDS).join(lookup, true()), out)
     session.execute(text("DELETE FROM import_ids"))
     return found
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, or_, select
 
 ALL_SITES_ROLES = ("admin", "statistician", "monitor")
 
@@ -47,6 +47,23 @@ def scoped(stmt: Select, model: Any, viewer: Viewer) -> Select:
     if viewer.site_ids is None:
         return stmt
     return stmt.where(model.site_id.in_(sorted(viewer.site_ids)))
+
+
+def scoped_to_user(stmt: Select, model: Any, user_name: Any) -> Select:
+    """``stmt`` limited as ``scoped`` limits it for the active user ``user_name``, with the user's
+    role and sites looked up inside the same query (the fast read path: one query, not two). A user
+    who is unknown or inactive gets no row. ``user_name`` may be a bound parameter."""
+    return stmt.where(_user_sees_site(model.site_id, user_name))
+
+
+def _user_sees_site(site_id: ColumnElement, user_name: Any) -> ColumnElement[bool]:
+    from .models import User, UserSite
+
+    active = (User.name == user_name) & User.active.is_(True)
+    all_sites = select(User.id).where(active, User.role.in_(ALL_SITES_ROLES)).exists()
+    own_site = (select(UserSite.site_id).join(User, User.id == UserSite.user_id)
+                .where(active, UserSite.site_id == site_id).exists())
+    return or_(all_sites, own_site)
 
 
 # What each role may do beyond reading its sites' data.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem
@@ -21,7 +22,7 @@ from .assess import recompute, trial_protocol
 from .audit import Change, append, now
 from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
 from .records import ImportReport, import_cohort, load_cohort
-from .scope import NotFound, Refused, Viewer, require, scoped
+from .scope import NotFound, Refused, Viewer, require, scoped, scoped_to_user
 
 MAX_ZIP_MEMBERS = 50
 MAX_UNZIPPED = 500 * 1024 * 1024
@@ -139,18 +140,66 @@ def patient_assessment(session: Session, trial: Trial, viewer: Viewer, patient_i
     return evaluate(cohort, trial_protocol(session, trial), as_of)[0].as_dict()
 
 
-def stored_assessment_text(session: Session, trial_code: str, viewer: Viewer, patient_id: str) -> str | None:
-    """The stored assessment's JSON as stored, in one scoped query (the fast read: no decoding and
-    encoding again); None when there is none to show (the caller then takes the slow path, which
-    tells a missing trial or patient apart)."""
+def _stored_assessment_stmt(trial_code: Any, patient_id: Any):
     from sqlalchemy import Text, cast
 
     from .models import Assessment
 
-    stmt = (select(cast(Assessment.data, Text)).join(Patient, Patient.id == Assessment.patient_pk)
+    return (select(cast(Assessment.data, Text)).join(Patient, Patient.id == Assessment.patient_pk)
             .join(Trial, Trial.id == Patient.trial_id)
             .where(Trial.code == trial_code, Patient.patient_id == patient_id, Patient.deleted.is_(False)))
-    return session.scalar(scoped(stmt, Patient, viewer))
+
+
+def stored_assessment_text(session: Session, trial_code: str, viewer: Viewer, patient_id: str) -> str | None:
+    """The stored assessment's JSON as stored, in one scoped query (the fast read: no decoding and
+    encoding again); None when there is none to show (the caller then takes the slow path, which
+    tells a missing trial or patient apart)."""
+    return session.scalar(scoped(_stored_assessment_stmt(trial_code, patient_id), Patient, viewer))
+
+
+_READ_SQL: dict[str, tuple[str, Any]] = {}  # dialect name -> (SQL, parameters from (trial, patient, user))
+
+
+def stored_assessment_text_for_user(engine: Engine, trial_code: str, user_name: str, patient_id: str) -> str | None:
+    """``stored_assessment_text`` for the active user ``user_name``, whose role and sites are looked
+    up in the same query (``scope.scoped_to_user``): the API's read path, one query a request. None
+    when there is nothing this user may see (unknown or inactive user, trial, patient, or another
+    site's patient); the caller then takes the slow path, which answers 401 or 404.
+
+    The statement is built and compiled once per dialect and run on a pooled driver connection:
+    building, caching and compiling it again cost more than the query itself."""
+    from sqlalchemy import bindparam
+
+    dialect = engine.dialect
+    if dialect.name not in _READ_SQL:
+        stmt = scoped_to_user(_stored_assessment_stmt(bindparam("trial"), bindparam("patient")), Patient,
+                              bindparam("user"))
+        state = stmt.compile(dialect=dialect).construct_expanded_state({"trial": "", "patient": "", "user": ""})
+        fixed, order = dict(state.parameters), state.positiontup
+        if order:  # positional (SQLite: ?)
+            params = lambda values: [values.get(n, fixed[n]) for n in order]  # noqa: E731
+        else:  # named (psycopg: %(name)s)
+            params = lambda values: {**fixed, **values}  # noqa: E731
+        _READ_SQL[dialect.name] = (state.statement, params)
+    sql, params = _READ_SQL[dialect.name]
+    conn = engine.raw_connection()
+    # One statement needs no transaction: on PostgreSQL, autocommit spares the BEGIN and the
+    # ROLLBACK (two round trips); SQLite's driver connections are in autocommit mode already.
+    driver = conn.driver_connection if dialect.name == "postgresql" else None
+    try:
+        if driver is not None:
+            driver.autocommit = True
+        cur = conn.cursor()
+        cur.execute(sql, params({"trial": trial_code, "patient": patient_id, "user": user_name}))
+        row = cur.fetchone()
+        cur.close()
+    finally:
+        try:
+            if driver is not None:
+                driver.autocommit = False
+        finally:
+            conn.close()  # back to the pool
+    return row[0] if row else None
 
 
 def _alert_dict(a: Alert, patient_id: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from ...store import service
 from ...store.scope import Refused
 from ..deps import CurrentViewer, StoreDep, check_as_of
+from ..schemas import AlertOut, CohortDecisionOut, DoseActionOut
 from .trials import Design
 
 router = APIRouter(tags=["decisions"])
@@ -41,19 +42,20 @@ class CohortDecisionIn(BaseModel):
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(alert_id: RowId, body: Ack, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+def acknowledge(alert_id: RowId, body: Ack, viewer: CurrentViewer, store: StoreDep) -> AlertOut:
     with store.writing() as session:
         return service.acknowledge(session, viewer, alert_id, body.note)
 
 
 @router.post("/dose-actions/{action_id}/decision")
-def decide_dose_action(action_id: RowId, body: DoseDecision, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+def decide_dose_action(action_id: RowId, body: DoseDecision, viewer: CurrentViewer,
+                       store: StoreDep) -> DoseActionOut:
     with store.writing() as session:
         return service.decide_dose_action(session, viewer, action_id, body.decision.value, body.reason)
 
 
 @router.post("/trials/{trial}/cohort/decision")
-def decide_cohort(trial: str, body: CohortDecisionIn, viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+def decide_cohort(trial: str, body: CohortDecisionIn, viewer: CurrentViewer, store: StoreDep) -> CohortDecisionOut:
     with store.writing() as session:
         try:
             return service.decide_cohort(session, service.trial_by_code(session, trial), viewer, body.design.value,

@@ -1,41 +1,42 @@
 """Health, login (OAuth2 password form -> bearer token), who am I."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from ...store.admin import authenticate
 from ..deps import CurrentViewer, StoreDep
+from ..schemas import Health, Me, Token
 from ..security import create_token
 
 router = APIRouter(tags=["login"])
 
 
 @router.get("/health")
-def health(store: StoreDep) -> dict[str, Any]:
+def health(store: StoreDep) -> Health:
     from sqlalchemy import text
 
     with store.reading() as session:
         session.execute(text("SELECT 1"))
-    return {"status": "ok", "database": store.engine.dialect.name}
+    return Health(status="ok", database=store.engine.dialect.name)
 
 
 @router.post("/token")
-def login(request: Request, store: StoreDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> dict[str, Any]:
+def login(request: Request, store: StoreDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     with store.reading() as session:
         user = authenticate(session, form.username, form.password)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
     settings = request.app.state.settings
-    return {"access_token": create_token(user.name, settings.secret_key, settings.token_minutes),
-            "token_type": "bearer", "expires_in": settings.token_minutes * 60}
+    return Token(access_token=create_token(user.name, settings.secret_key, settings.token_minutes),
+                 token_type="bearer", expires_in=settings.token_minutes * 60)
 
 
 @router.get("/me")
-def me(viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
+def me(viewer: CurrentViewer, store: StoreDep) -> Me:
     from sqlalchemy import select
 
     from ...store.models import Site
@@ -45,4 +46,4 @@ def me(viewer: CurrentViewer, store: StoreDep) -> dict[str, Any]:
         if viewer.site_ids is not None:
             stmt = stmt.where(Site.id.in_(sorted(viewer.site_ids)))
         sites = list(session.scalars(stmt))
-    return {"name": viewer.name, "role": viewer.role, "sites": sites, "all_sites": viewer.all_sites}
+    return Me(name=viewer.name, role=viewer.role, sites=sites, all_sites=viewer.all_sites)
