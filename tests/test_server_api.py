@@ -137,6 +137,14 @@ def test_roles(client):
     assert client.post("/api/trials/demo/cohort/decision", json=cohort, headers=inv).status_code == 403
     r = client.post("/api/trials/demo/cohort/decision", json=cohort, headers=stat)
     assert r.status_code == 200 and r.json()["dose_level"] == r.json()["recommendation"]["next_dose"]
+    crm = {"decision": "accepted", "design": "crm", "target": 0.25, "skeleton": [0.05, 0.1, 0.2, 0.3, 0.45]}
+    r = client.post("/api/trials/demo/cohort/decision", json=crm, headers=stat)
+    shown = client.get("/api/trials/demo/cohort/next?design=crm&target=0.25&skeleton=0.05,0.1,0.2,0.3,0.45",
+                       headers=stat).json()
+    assert r.status_code == 200 and r.json()["dose_level"] == shown["next_dose"]
+    assert r.json()["recommendation"]["ptox"] == shown["ptox"]
+    no_skeleton = client.post("/api/trials/demo/cohort/decision", json={**crm, "skeleton": None}, headers=stat)
+    assert no_skeleton.status_code == 400 and "skeleton" in no_skeleton.json()["detail"]
 
 
 # -- tokens and errors ------------------------------------------------------------------------------

@@ -625,10 +625,33 @@ def test_crm_board_agrees_with_the_api(app):
     assert "the default: dfcrm getprior" in html
     r = client.get(f"/api/trials/demo/cohort/next?design=crm&target=0.25&skeleton={skeleton}",
                    headers={"Authorization": f"Bearer {token}"})
-    if r.status_code == 400 and "skeleton" in r.json()["detail"]:
-        pytest.skip("the API's cohort/next does not take a skeleton yet")
     api = r.json()
+    assert r.status_code == 200 and api["skeleton"] == [float(p) for p in skeleton.split(",")]
     assert f"dose level {api['next_dose']}" in html and api["reason"] in html
+    board = html[html.index('<table class="levels">'):]
+    for prior, post in zip(api["skeleton"], api["ptox"]):
+        assert f"<td>{prior:.3f}</td><td>{post:.3f} " in board
+    bad = client.get("/api/trials/demo/cohort/next?design=crm&target=0.25&skeleton=0.3,0.2,0.1,0.4,0.5",
+                     headers={"Authorization": f"Bearer {token}"})
+    assert bad.status_code == 400 and "increasing" in bad.json()["detail"]
+
+
+def test_statistician_records_a_crm_decision_with_the_skeleton(app):
+    client = login(app, "statistician")
+    html = page(client, "cohort?design=tite-crm&target=0.25&skeleton=0.05,0.1,0.2,0.3,0.45")
+    fields = cohort_form(html)
+    assert fields["skeleton"] == "0.05,0.1,0.2,0.3,0.45" and "skeleton 0.05, 0.1, 0.2, 0.3, 0.45" in html
+    r = client.post("/trials/demo/cohort/decision", data={**fields, "decision": "overridden", "dose_level": "1",
+                                                          "reason": "two patients still in their window"},
+                    follow_redirects=False)
+    assert r.status_code == 303 and "skeleton=0.05%2C0.1%2C0.2%2C0.3%2C0.45" in r.headers["location"]
+    with app.state.store.reading() as session:
+        row = session.scalars(select(CohortDecision)).one()
+        assert (row.design, row.decision, row.dose_level) == ("tite-crm", "overridden", 1)
+        assert row.recommendation["skeleton"] == [0.05, 0.1, 0.2, 0.3, 0.45]
+        assert str(row.recommendation["next_dose"]) == fields["recommended"]
+    bad = {**fields, "skeleton": "0.5,0.4", "decision": "accepted"}
+    assert client.post("/trials/demo/cohort/decision", data=bad).status_code == 400
 
 
 def test_crm_board_explains_a_bad_skeleton(app):

@@ -194,6 +194,7 @@ class CohortNextOut(_Open):
     protocol_version: int
     design: str
     scope: str = Field(description='"all sites" or "your sites only"')
+    skeleton: list[float] | None = Field(None, description="CRM and TITE-CRM: the skeleton used")
     cohort: list[CohortRowOut]
     not_counted: list[str]
 

@@ -88,8 +88,15 @@ def write_cohort(path: str | Path, rows: list[CohortRow]) -> None:
 
 def next_from_records(record, protocol, design: str, *, as_of: dt.date | None = None,
                       current_dose: int | None = None, **options: Any) -> tuple[Any, list[CohortRow], list[CohortRow]]:
-    """(Recommendation, rows used, rows left out). TITE designs use every patient with their
-    follow-up; the others only patients whose DLT window is complete (DLT or no DLT)."""
+    """(Recommendation, rows used, rows left out), the monitor judging each patient's DLT status."""
+    return fit_rows(cohort_rows(record, protocol, as_of), protocol, design, current_dose=current_dose, **options)
+
+
+def fit_rows(rows: list[CohortRow], protocol, design: str, *, current_dose: int | None = None,
+             **options: Any) -> tuple[Any, list[CohortRow], list[CohortRow]]:
+    """(Recommendation, rows used, rows left out) of ``design`` on these patients. TITE designs use
+    every patient with their follow-up; the others only patients whose DLT window is complete (DLT
+    or no DLT). CRM designs take their levels from the skeleton, which must match the protocol's."""
     from . import make_design
     from .base import Outcomes
 
@@ -98,8 +105,8 @@ def next_from_records(record, protocol, design: str, *, as_of: dt.date | None = 
         options["window"] = float(protocol.dlt.window_days)
     obj = make_design(design, levels=None if design in ("crm", "tite-crm") else levels, **options)
     if obj.n_levels != levels:
-        raise ValueError(f"the design has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
-    rows = cohort_rows(record, protocol, as_of)
+        what = "skeleton" if design in ("crm", "tite-crm") else "design"
+        raise ValueError(f"the {what} has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
     used = rows if design in TITE else [r for r in rows if r.status != "in window"]
     left = [r for r in rows if r not in used]
     outcomes = Outcomes.from_lists([r.dose for r in used], [r.dlt for r in used],

@@ -56,6 +56,24 @@ def get_prior(halfwidth: float, target: float, nu: int, levels: int, model: str 
     raise ValueError(f"unknown model {model!r}: use empiric or logistic")
 
 
+def parse_skeleton(text: str) -> list[float]:
+    """``"0.05, 0.1, 0.2"`` -> [0.05, 0.1, 0.2]: one prior DLT probability per dose level, each
+    between 0 and 1 and increasing; ValueError with a readable message otherwise."""
+    try:
+        values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ValueError("the skeleton is one probability per dose level, separated by commas, "
+                         "e.g. 0.05,0.1,0.2,0.3") from None
+    return check_skeleton(values)
+
+
+def check_skeleton(values: list[float]) -> list[float]:
+    """The skeleton if each value is between 0 and 1 and they increase; ValueError otherwise."""
+    if not values or not all(0 < v < 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError("the skeleton is one probability per dose level, each between 0 and 1, increasing")
+    return list(values)
+
+
 def linear_weights(followup, window: float) -> np.ndarray:
     return np.minimum(np.asarray(followup, dtype=np.float64) / window, 1.0)
 

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -319,27 +320,88 @@ def delete_record(session: Session, trial: Trial, viewer: Viewer, table: str, re
     return {"id": record_id, "kind": table[:-1], "patient_id": pid, "deleted": True, "reason": reason}
 
 
-def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_of: dt.date | None,
-                target: float | None = None) -> dict[str, Any]:
-    """The design's next dose from the patients the viewer may see (``scope`` says which)."""
-    from ..escalation.cohort_cli import next_from_records
+@dataclass(frozen=True)
+class StoredCohort:
+    """The patients a design counts, from the stored assessments: one row per patient who started
+    the study drug (in the order of day 1), the monitor's DLT judgement of each (status, days left,
+    the DLT event and date) and the dates the assessments were made."""
 
-    cohort = load_cohort(session, trial.id, viewer)
-    rec, used, left = next_from_records(cohort, trial_protocol(session, trial), design, as_of=as_of, target=target)
+    rows: list  # escalation.cohort_cli.CohortRow
+    dlt: dict[str, dict[str, Any]]
+    as_of: list[dt.date]
+
+
+def stored_cohort(session: Session, trial: Trial, viewer: Viewer) -> StoredCohort:
+    """The cohort as ``escalation.cohort_cli.cohort_rows`` builds it, read from the stored
+    assessments (made at every change and daily) instead of re-running the monitor on the trial:
+    the level of each patient's first dose of the study drug, DLT status and follow-up."""
+    from ..escalation.cohort_cli import CohortRow, level_of_dose
+    from .models import Assessment, Dose
+
+    protocol = trial_protocol(session, trial)
+    stmt = (select(Patient.id, Patient.patient_id, Assessment.data["day1"], Assessment.data["dlt"], Assessment.as_of)
+            .join(Assessment, Assessment.patient_pk == Patient.id)
+            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
+    assessed = [(pk, pid, dt.date.fromisoformat(day1), dlt, as_of)
+                for pk, pid, day1, dlt, as_of in session.execute(scoped(stmt, Patient, viewer)) if day1 and dlt]
+    # The amount of each patient's first dose: one query on the day-1 dates, not one a patient.
+    day1 = {pk: d for pk, _, d, _, _ in assessed}
+    first: dict[int, float] = {}
+    if day1:
+        doses = (select(Dose.patient_pk, Dose.date, Dose.dose)
+                 .where(Dose.trial_id == trial.id, Dose.drug == protocol.study_drug.drug, Dose.status == "completed",
+                        Dose.deleted.is_(False), Dose.dose.is_not(None), Dose.date.in_(sorted(set(day1.values()))))
+                 .order_by(Dose.id))
+        for pk, date, dose in session.execute(scoped(doses, Dose, viewer)):
+            if day1.get(pk) == date:
+                first.setdefault(pk, float(dose))
+    rows, dlts, dates = [], {}, set()
+    window = protocol.dlt.window_days
+    for pk, pid, d1, dlt, assessed_on in assessed:
+        if pk not in first:
+            continue
+        level = level_of_dose(protocol.study_drug.levels, first[pk])
+        if level is None:
+            raise ValueError(f"patient {pid}: first dose {first[pk]:g} {protocol.study_drug.unit} is not "
+                             f"one of the levels of protocol {protocol.id}")
+        followup = float(window if dlt["status"] != "in window" else dlt["followup_days"])
+        rows.append(CohortRow(pid, d1, level, 1 if dlt["status"] == "DLT" else 0, followup, dlt["status"]))
+        dlts[pid] = dlt
+        dates.add(assessed_on)
+    rows.sort(key=lambda r: (r.day1, r.patient_id))
+    return StoredCohort(rows, dlts, sorted(dates))
+
+
+def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_of: dt.date | None,
+                target: float | None = None, skeleton: list[float] | None = None) -> dict[str, Any]:
+    """The design's next dose from the patients the viewer may see (``scope`` says which): from the
+    stored assessments when ``as_of`` is None (what the dashboard shows), else from the monitor run
+    on the records as of that date. CRM and TITE-CRM need a ``skeleton``."""
+    from ..escalation.cohort_cli import cohort_rows, fit_rows
+
+    protocol = trial_protocol(session, trial)
+    if as_of is None:
+        rows = stored_cohort(session, trial, viewer).rows
+    else:
+        rows = cohort_rows(load_cohort(session, trial.id, viewer), protocol, as_of)
+    rec, used, left = fit_rows(rows, protocol, design, target=target, skeleton=skeleton)
     scope = "all sites" if viewer.all_sites else "your sites only"
     return {**rec.to_dict(), "protocol": trial.protocol_id, "protocol_version": trial.protocol_version,
-            "design": design, "scope": scope,
+            "design": design, "scope": scope, "skeleton": skeleton,
             "cohort": [{"patient_id": r.patient_id, "dose": r.dose, "dlt": r.dlt, "followup": r.followup,
                         "status": r.status} for r in used],
             "not_counted": [r.patient_id for r in left]}
 
 
 def decide_cohort(session: Session, trial: Trial, viewer: Viewer, design: str, decision: str, dose_level: int | None,
-                  reason: str | None, as_of: dt.date | None, target: float | None = None) -> dict[str, Any]:
+                  reason: str | None, as_of: dt.date | None, target: float | None = None,
+                  skeleton: list[float] | None = None) -> dict[str, Any]:
+    """Record the decision on the next cohort beside the design's recommendation (``cohort_next``
+    with the same arguments), audited."""
     require(viewer, "decide_cohort")
     if decision not in ("accepted", "overridden"):
         raise Refused("decision is accepted or overridden")
-    rec = cohort_next(session, trial, viewer, design, as_of, target)
+    rec = cohort_next(session, trial, viewer, design, as_of, target, skeleton)
     if decision == "overridden" and not (reason and reason.strip()):
         raise Refused("an override needs the reason")
     level = rec["next_dose"] if decision == "accepted" else dose_level

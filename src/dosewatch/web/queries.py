@@ -428,55 +428,27 @@ def _dedupe(lines: list[dict]) -> list[dict]:
 def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, target: float | None,
                  skeleton: list[float] | None = None) -> dict[str, Any]:
     """The dose levels with their patients' DLT status and the design's recommendation, from the
-    stored assessments (what every other page shows; ``trials reassess`` keeps them current), so
-    that the board does not re-run the monitor on the whole trial. The cohort is built as
-    ``escalation.cohort_cli.next_from_records`` builds it: the level of each patient's first dose,
-    in the order of day 1; TITE designs count every patient with their follow-up, the others only
-    the patients whose DLT window is over. CRM and TITE-CRM need a ``skeleton`` (the prior DLT
-    probability of each level)."""
-    from ..escalation import make_design
-    from ..escalation.base import Outcomes
-    from ..escalation.cohort_cli import TITE, level_of_dose
+    stored assessments (``service.stored_cohort``: what every other page shows and what ``GET
+    .../cohort/next`` answers without ``as_of``), so that the board does not re-run the monitor on
+    the whole trial. CRM and TITE-CRM need a ``skeleton`` (the prior DLT probability of each level)."""
+    from ..escalation.cohort_cli import fit_rows
 
     protocol = trial_protocol(session, trial)
-    stmt = (select(Patient.id, Patient.patient_id, Assessment.data["day1"], Assessment.data["dlt"], Assessment.as_of)
-            .join(Assessment, Assessment.patient_pk == Patient.id)
-            .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
-    assessed = [(pk, pid, dt.date.fromisoformat(day1), dlt, as_of)
-                for pk, pid, day1, dlt, as_of in session.execute(scoped(stmt, Patient, viewer)) if day1 and dlt]
-    first = _first_doses(session, trial, viewer, protocol.study_drug.drug, {pk: day1 for pk, _, day1, _, _ in assessed})
-    rows, as_of = [], set()
-    for pk, pid, day1, dlt, assessed_on in assessed:
-        if pk not in first:
-            continue
-        level = level_of_dose(protocol.study_drug.levels, first[pk])
-        if level is None:
-            raise ValueError(f"patient {pid}: first dose {first[pk]:g} {protocol.study_drug.unit} is not "
-                             f"one of the levels of protocol {protocol.id}")
-        followup = float(protocol.dlt.window_days if dlt["status"] != "in window" else dlt["followup_days"])
-        rows.append({"patient_id": pid, "day1": day1, "level": level, "status": dlt["status"],
-                     "dlt": 1 if dlt["status"] == "DLT" else 0, "followup": followup,
-                     "days_left": dlt.get("days_left"), "event": dlt.get("event"), "date": dlt.get("date")})
-        as_of.add(assessed_on)
-    rows.sort(key=lambda r: (r["day1"], r["patient_id"]))
-    for r in rows:
-        r["counted"] = design in TITE or r["status"] != "in window"
-    used = [r for r in rows if r["counted"]]
-    n_levels = len(protocol.study_drug.levels)
+    stored = service.stored_cohort(session, trial, viewer)
+    fitted, used, _ = fit_rows(stored.rows, protocol, design, target=target, skeleton=skeleton)
+    rec = fitted.to_dict()
+    counted = {r.patient_id for r in used}
+    rows = [{"patient_id": r.patient_id, "day1": r.day1, "level": r.dose, "status": r.status, "dlt": r.dlt,
+             "followup": r.followup, "days_left": stored.dlt[r.patient_id].get("days_left"),
+             "event": stored.dlt[r.patient_id].get("event"), "date": stored.dlt[r.patient_id].get("date"),
+             "counted": r.patient_id in counted} for r in stored.rows]
     crm = design in CRM_DESIGNS
-    obj = make_design(design, target, levels=None if crm else n_levels, skeleton=skeleton,
-                      window=float(protocol.dlt.window_days) if design in TITE else None)
-    if obj.n_levels != n_levels:
-        raise ValueError(f"the skeleton has {obj.n_levels} levels but protocol {protocol.id} has {n_levels}")
-    outcomes = Outcomes.from_lists([r["level"] for r in used], [r["dlt"] for r in used],
-                                   [r["followup"] for r in used] if design in TITE else None)
-    rec = obj.fit(outcomes, rows[-1]["level"] if rows else None).to_dict()
     levels = []
     for lv in sorted(protocol.study_drug.levels, key=lambda lv: -lv.level):
         mine = [r for r in rows if r["level"] == lv.level]
-        counted = [r for r in mine if r["counted"]]
-        row = {"level": lv.level, "dose": lv.dose, "patients": mine, "evaluable": len(counted),
-               "dlts": sum(r["dlt"] for r in counted)}
+        evaluable = [r for r in mine if r["counted"]]
+        row = {"level": lv.level, "dose": lv.dose, "patients": mine, "evaluable": len(evaluable),
+               "dlts": sum(r["dlt"] for r in evaluable)}
         if crm:  # the model's reasoning per level: prior (skeleton) and posterior DLT probability
             i = lv.level - 1
             row.update(skeleton=skeleton[i], ptox=rec["ptox"][i], ptox_lower=rec["ptox_lower"][i],
@@ -490,28 +462,10 @@ def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, ta
         boundaries = boin_boundaries(target, 3, max(4, math.ceil(most / 3) + 1))
     return {"rec": rec, "design": design, "levels": levels, "unit": protocol.study_drug.unit,
             "not_counted": [r["patient_id"] for r in rows if not r["counted"]], "n_used": len(used),
-            "scope": "all sites" if viewer.all_sites else "your sites only", "as_of": sorted(as_of),
+            "scope": "all sites" if viewer.all_sites else "your sites only", "as_of": stored.as_of,
             "protocol": protocol.id, "protocol_version": trial.protocol_version, "skeleton": skeleton,
             "boundaries": boundaries, "window_days": protocol.dlt.window_days,
             "dlt_source": protocol.sources.get(protocol.dlt.source, protocol.dlt.source)}
-
-
-def _first_doses(session: Session, trial: Trial, viewer: Viewer, drug: str,
-                 day1: dict[int, dt.date]) -> dict[int, float]:
-    """Per patient, the amount of the first completed dose of ``drug`` on their day 1 (the stored
-    assessment's: the date of the first dose), the earliest recorded if there are several. One
-    query on the dates, not one a patient."""
-    if not day1:
-        return {}
-    stmt = (select(Dose.patient_pk, Dose.date, Dose.dose)
-            .where(Dose.trial_id == trial.id, Dose.drug == drug, Dose.status == "completed", Dose.deleted.is_(False),
-                   Dose.dose.is_not(None), Dose.date.in_(sorted(set(day1.values()))))
-            .order_by(Dose.id))
-    out: dict[int, float] = {}
-    for pk, date, dose in session.execute(scoped(stmt, Dose, viewer)):
-        if day1.get(pk) == date:
-            out.setdefault(pk, float(dose))
-    return out
 
 
 def default_skeleton(target: float, n_levels: int) -> list[float]:
@@ -520,18 +474,6 @@ def default_skeleton(target: float, n_levels: int) -> list[float]:
     from ..escalation.crm import get_prior
 
     return [round(p, 3) for p in get_prior(SKELETON_HALFWIDTH, target, math.ceil(n_levels / 2), n_levels)]
-
-
-def parse_skeleton(text: str) -> list[float]:
-    """``"0.05, 0.1, 0.2"`` -> [0.05, 0.1, 0.2]; ValueError with a readable message otherwise."""
-    try:
-        values = [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise ValueError("the skeleton is one probability per dose level, separated by commas, "
-                         "e.g. 0.05,0.1,0.2,0.3") from None
-    if not values or not all(0 < v < 1 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
-        raise ValueError("the skeleton is one probability per dose level, each between 0 and 1, increasing")
-    return values
 
 
 def cohort_decisions(session: Session, trial: Trial, limit: int = 50) -> list[dict[str, Any]]:

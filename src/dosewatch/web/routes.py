@@ -27,6 +27,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from ..errors import InputError
+from ..escalation.crm import parse_skeleton
 from ..store import service
 from ..store.admin import authenticate, viewer_of
 from ..store.models import User
@@ -359,7 +360,7 @@ def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", 
         levels = [lv.level for lv in queries.trial_protocol(session, t).study_drug.levels]
         if problem is None and design in queries.CRM_DESIGNS and target_value is not None:
             try:
-                skeleton_values = (queries.parse_skeleton(skeleton[:500]) if skeleton.strip()
+                skeleton_values = (parse_skeleton(skeleton[:500]) if skeleton.strip()
                                    else queries.default_skeleton(target_value, len(levels)))
             except ValueError as exc:
                 problem = str(exc)
@@ -375,27 +376,28 @@ def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", 
                                            "design": design, "target": target, "designs": queries.DESIGNS,
                                            "skeleton": ",".join(f"{p:g}" for p in skeleton_values or []),
                                            "default_skeleton": not skeleton.strip(), "levels": sorted(levels),
-                                           "decisions": decisions,
-                                           "decidable": design not in queries.CRM_DESIGNS})
+                                           "decisions": decisions})
 
 
 @router.post("/trials/{trial}/cohort/decision")
 async def cohort_decision(request: Request, trial: str) -> Response:
     """The statistician's decision on the next cohort, through the API's own service function
-    (role check, the recommendation recomputed from the records, the audit entry). The form
-    carries the level the board showed; if the records changed since, nothing is saved."""
+    (role check, the recommendation from the stored assessments as the board shows it, the audit
+    entry). The form carries the level the board showed; if the assessments changed since, nothing
+    is saved."""
     viewer, form = await posted(request)
     with translated():
         require(viewer, "decide_cohort")  # before reading the form: the role is refused first
     design, decision = text(form, "design", 20) or "", text(form, "decision", 20) or ""
-    decidable = [d for d in queries.DESIGNS if d not in queries.CRM_DESIGNS]  # the service takes no skeleton
-    if design not in decidable:
-        raise WebError(400, f"the decision form takes the designs {', '.join(decidable)}")
+    if design not in queries.DESIGNS:
+        raise WebError(400, f"design is one of {', '.join(queries.DESIGNS)}")
     try:
         target = float(text(form, "target", 20)) if text(form, "target", 20) else None
         level = int(text(form, "dose_level", 10)) if text(form, "dose_level", 10) else None
-    except ValueError:
-        raise WebError(400, "the target is a number between 0 and 1 and the dose level a whole number") from None
+        skeleton = parse_skeleton(text(form, "skeleton", 500)) if design in queries.CRM_DESIGNS else None
+    except ValueError as exc:
+        raise WebError(400, str(exc) if "skeleton" in str(exc) else
+                       "the target is a number between 0 and 1 and the dose level a whole number") from None
     if target is not None and not 0 < target < 1:
         raise WebError(400, "the target toxicity probability is between 0 and 1")
     shown, reason = text(form, "recommended", 10), text(form, "reason")
@@ -409,7 +411,8 @@ async def cohort_decision(request: Request, trial: str) -> Response:
                 raise WebError(400, "choose the dose level for the next cohort")
             chosen = level if decision == "overridden" else None
             try:
-                result = service.decide_cohort(session, t, viewer, design, decision, chosen, reason, store.today(), target)
+                result = service.decide_cohort(session, t, viewer, design, decision, chosen, reason, None, target,
+                                               skeleton)
             except ValueError as exc:  # a design that does not fit the protocol or the records
                 raise Refused(str(exc)) from exc
             recommended = result["recommendation"].get("next_dose")
@@ -417,11 +420,9 @@ async def cohort_decision(request: Request, trial: str) -> Response:
                 raise WebError(409, "the recommendation changed since the board was shown (new records or "
                                     "assessments): nothing was saved; look at the board again and decide")
 
-    # The service recomputes the recommendation from every record (the monitor on the whole
-    # trial: seconds for a large one), so it runs off the event loop.
     await run_in_threadpool(save)
     query = urlencode({"design": design, **({"target": text(form, "target", 20)} if target is not None else {}),
-                       "msg": "cohort"})
+                       **({"skeleton": ",".join(f"{p:g}" for p in skeleton)} if skeleton else {}), "msg": "cohort"})
     return RedirectResponse(f"/trials/{quote(trial)}/cohort?{query}#decisions", status_code=303)
 
 

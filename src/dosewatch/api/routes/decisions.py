@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
+from ...escalation.crm import check_skeleton
 from ...store import service
 from ...store.scope import Refused
 from ..deps import CurrentViewer, StoreDep, check_as_of
@@ -38,7 +39,9 @@ class CohortDecisionIn(BaseModel):
     dose_level: int | None = Field(None, ge=1, le=100, description="the level chosen, for an override")
     reason: str | None = Field(None, max_length=2000)
     target: float | None = Field(None, gt=0, lt=1)
-    as_of: dt.date | None = None
+    skeleton: list[float] | None = Field(None, min_length=1, max_length=50,
+                                         description="CRM and TITE-CRM: the prior DLT probability of each level")
+    as_of: dt.date | None = Field(None, description="the monitor as of this date; default: the stored assessments")
 
 
 @router.post("/alerts/{alert_id}/ack")
@@ -60,6 +63,8 @@ def decide_cohort(trial: str, body: CohortDecisionIn, viewer: CurrentViewer, sto
         try:
             return service.decide_cohort(session, service.trial_by_code(session, trial), viewer, body.design.value,
                                          body.decision.value, body.dose_level, body.reason,
-                                         check_as_of(body.as_of) or store.today(), body.target)
+                                         check_as_of(body.as_of), body.target,
+                                         None if body.skeleton is None else check_skeleton(body.skeleton))
         except ValueError as exc:
             raise Refused(str(exc)) from exc
+

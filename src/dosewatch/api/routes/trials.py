@@ -159,15 +159,22 @@ def dose_actions(trial: str, viewer: CurrentViewer, store: StoreDep,
                                          status.value if status else None)
 
 
+Skeleton = Annotated[str | None, Query(max_length=500, description="CRM and TITE-CRM: the prior DLT probability "
+                                       "of each dose level, lowest first, comma-separated (e.g. 0.05,0.1,0.2,0.3,0.45)")]
+
+
 @router.get("/{trial}/cohort/next")
 def cohort_next(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = Design.three_plus_three,
-                target: Target = None, as_of: AsOf = None) -> CohortNextOut:
-    """The design's next dose from the monitor's DLT judgement of the patients you may see."""
+                target: Target = None, as_of: AsOf = None, skeleton: Skeleton = None) -> CohortNextOut:
+    """The design's next dose from the monitor's DLT judgement of the patients you may see: the
+    stored assessments (what the dashboard shows), or, with ``as_of``, the monitor run as of that date."""
+    from ...escalation.crm import parse_skeleton
+
     with store.reading() as session:
         try:
             return service.cohort_next(session, service.trial_by_code(session, trial), viewer, design.value,
-                                       as_of or store.today(), target)
-        except ValueError as exc:  # a design that does not fit the protocol or the records
+                                       as_of, target, parse_skeleton(skeleton) if skeleton else None)
+        except ValueError as exc:  # a design that does not fit the protocol or the records, a bad skeleton
             raise Refused(str(exc)) from exc
 
 
