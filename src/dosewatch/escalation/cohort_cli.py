@@ -107,8 +107,9 @@ def fit_rows(rows: list[CohortRow], protocol, design: str, *, current_dose: int 
     if obj.n_levels != levels:
         what = "skeleton" if design in ("crm", "tite-crm") else "design"
         raise ValueError(f"the {what} has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
-    used = rows if design in TITE else [r for r in rows if r.status != "in window"]
-    left = [r for r in rows if r not in used]
+    counted = (lambda r: True) if design in TITE else (lambda r: r.status != "in window")
+    used = [r for r in rows if counted(r)]
+    left = [r for r in rows if not counted(r)]
     outcomes = Outcomes.from_lists([r.dose for r in used], [r.dlt for r in used],
                                    [r.followup for r in used] if design in TITE else None)
     if current_dose is None and rows:
