@@ -41,6 +41,8 @@ def serve(
     reassess_hour: Annotated[int, typer.Option(min=0, max=23, help="Reassess every patient at start and daily at "
                                                "this hour (local time): overdue labs and missed doses raise "
                                                "their alerts without new data")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes, about one a core: reads scale "
+                                         "with them; the daily reassessment runs once, in this process")] = 1,
 ) -> None:
     """Start the trial server (HTTP API, OpenAPI at /openapi.json); migrations apply on start."""
     import uvicorn
@@ -56,12 +58,29 @@ def serve(
         if db is None:
             db = demo_database(data_dir())
     store = Store(db, today=today)
-    app = create_app(Settings(db_url=store.url, today=today, reassess_hour=reassess_hour), store=store)
+    store.upgrade()
     typer.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}", err=True)
     if demo:
         create_demo(store)  # nothing to do in a copy of the template
         typer.echo(login_help(f"http://{host}:{port}"), err=True)
-    uvicorn.run(app, host=host, port=port)
+    if workers == 1:
+        app = create_app(Settings(db_url=store.url, today=today, reassess_hour=reassess_hour), store=store)
+        uvicorn.run(app, host=host, port=port)
+        return
+    # Several processes: each worker builds the app from the environment (same database, same
+    # server key file in the data folder), and this process keeps the one daily reassessment.
+    import asyncio
+    import os
+    import threading
+
+    from .api.app import reassess_daily
+
+    os.environ["DOSEWATCH_DB"] = store.engine.url.render_as_string(hide_password=False)
+    if today is not None:
+        os.environ["DOSEWATCH_TODAY"] = today.isoformat()
+    threading.Thread(target=asyncio.run, args=(reassess_daily(store, reassess_hour),), daemon=True,
+                     name="daily-reassessment").start()
+    uvicorn.run("dosewatch.api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
 db_app = typer.Typer(help="The server's database.", no_args_is_help=True)

@@ -53,7 +53,7 @@ async def _lifespan(app: FastAPI):
     """The daily reassessment runs beside the server (``serve`` sets the hour; several workers of
     ``app_from_env`` leave it to ``dosewatch trials reassess`` from cron)."""
     hour = app.state.settings.reassess_hour
-    task = asyncio.create_task(_daily(app.state.store, hour)) if hour is not None else None
+    task = asyncio.create_task(reassess_daily(app.state.store, hour)) if hour is not None else None
     yield
     if task is not None:
         task.cancel()
@@ -61,7 +61,7 @@ async def _lifespan(app: FastAPI):
             await task
 
 
-async def _daily(store: Store, hour: int) -> None:
+async def reassess_daily(store: Store, hour: int) -> None:
     """Reassess every trial now, then every day at ``hour``, so that an overdue lab or a missed dose
     raises its alert without new data. A failure is logged and retried at the next run."""
     from ..store.assess import reassess_all
@@ -111,8 +111,9 @@ def _handlers(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """For ``uvicorn --factory dosewatch.api.app:app_from_env``: the database from $DOSEWATCH_DB,
-    a fixed assessment date from $DOSEWATCH_TODAY (YYYY-MM-DD), if set."""
+    """For ``uvicorn --factory dosewatch.api.app:app_from_env`` (and ``dosewatch serve --workers``):
+    the database from $DOSEWATCH_DB, a fixed assessment date from $DOSEWATCH_TODAY (YYYY-MM-DD), if
+    set. No daily reassessment here: one process runs it for all workers."""
     import os
 
     today = os.environ.get("DOSEWATCH_TODAY")
