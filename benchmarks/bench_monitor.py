@@ -150,7 +150,7 @@ def synthetic_cohort(n_patients: int, seed: int = 1) -> tuple[Cohort, dt.date]:
         pl.format("{}-{}-{}", pids.gather(d["p"]), "drug", "day").alias("dose_id"),
         "drug", "rxnorm", (pl.col("date").cast(pl.Datetime("us")) + pl.duration(hours=pl.col("hour"))).alias("time"),
         "date", pl.lit(True).alias("time_known"), "dose", pl.lit("mg").alias("dose_unit"), pl.lit("oral").alias("route"),
-        "status", pl.lit("bench").alias("source"),
+        "status", pl.lit(None, pl.Int32).alias("tz_offset_min"), pl.lit("bench").alias("source"),
     ).select([pl.col(c).cast(t) for c, t in DOSES_SCHEMA.items()])
 
     # Admission the day after a TLS onset for half of the TLS patients.
@@ -160,7 +160,7 @@ def synthetic_cohort(n_patients: int, seed: int = 1) -> tuple[Cohort, dt.date]:
         "patient_id": pids.gather(admitted), "event_id": pids.gather(admitted) + "-HOSPITAL",
         "code": "HOSPITAL", "term": "hospital admission", "date": adm_date,
     }).with_columns(time=pl.col("date").cast(pl.Datetime("us")), time_known=pl.lit(False), end_date=pl.lit(None, pl.Date),
-                    grade=pl.lit(None, pl.Int32), source=pl.lit("bench"))
+                    grade=pl.lit(None, pl.Int32), tz_offset_min=pl.lit(None, pl.Int32), source=pl.lit("bench"))
     events = events.filter(pl.col("date") <= as_of).select([pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()])
 
     patients = pl.DataFrame({

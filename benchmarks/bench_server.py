@@ -80,7 +80,7 @@ def trial_cohort(first: int, n: int, seed: int = 0) -> Cohort:
         ((pl.lit(DAY1) + pl.duration(days=pl.col("day") - 1)).cast(pl.Datetime("us")) + pl.duration(hours=9)).alias("time"),
         (pl.lit(DAY1) + pl.duration(days=pl.col("day") - 1)).alias("date"), pl.lit(True).alias("time_known"),
         pl.lit(25.0).alias("dose"), pl.lit("mg").alias("dose_unit"), pl.lit("oral").alias("route"),
-        pl.lit("completed").alias("status"), pl.lit("bench").alias("source"))
+        pl.lit("completed").alias("status"), pl.lit(None, pl.Int32).alias("tz_offset_min"), pl.lit("bench").alias("source"))
     return Cohort(patients, obs.select(list(OBSERVATIONS_SCHEMA)).cast(OBSERVATIONS_SCHEMA),
                   doses.cast(DOSES_SCHEMA), pl.DataFrame(schema=EVENTS_SCHEMA))
 

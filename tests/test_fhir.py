@@ -423,6 +423,34 @@ def test_round_trip_gives_identical_canonical_tables(tmp_path, name):
     assert second.cohort.observations["source"][0].startswith("out.json Observation/")
 
 
+def test_dose_and_event_offsets_survive_a_round_trip(tmp_path):
+    dose = {"resourceType": "MedicationAdministration", "status": "completed", "subject": {"reference": "Patient/p1"},
+            "medicationCodeableConcept": {"text": "lenalidomide"}}
+    path = bundle_file(
+        tmp_path, PATIENT,
+        {**dose, "id": "d1", "effectiveDateTime": "2024-01-01T08:00:00+02:00"},
+        {**dose, "id": "d2", "effectivePeriod": {"start": "2024-01-02T08:00:00-05:30"}},
+        {**dose, "id": "d3", "effectiveDateTime": "2024-01-03"},
+        {"resourceType": "Condition", "id": "c1", "code": {"text": "sepsis"}, "subject": {"reference": "Patient/p1"},
+         "onsetDateTime": "2024-01-04T22:15:00+02:00"},
+        {"resourceType": "AdverseEvent", "id": "ae1", "actuality": "actual", "event": {"text": "sepsis"},
+         "subject": {"reference": "Patient/p1"}, "date": "2024-01-05T01:00:00-03:00"})
+    first = read_fhir(path).cohort
+    offsets = lambda table, key: dict(zip(table[key], table["tz_offset_min"], strict=True))  # noqa: E731
+    # a date has no offset (FHIR requires one with every time, so only a date-only dose has none)
+    assert offsets(first.doses, "dose_id") == {"d1": 120, "d2": -330, "d3": None}
+    assert offsets(first.events, "event_id") == {"c1": 120, "ae1": -180}
+    assert first.doses.filter(pl.col("dose_id") == "d1")["time"][0] == dt.datetime(2024, 1, 1, 8, 0)  # not applied
+
+    bundle = cohort_to_bundle(first)
+    resources = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+    assert resources["d1"]["effectiveDateTime"] == "2024-01-01T08:00:00+02:00"
+    assert resources["d3"]["effectiveDateTime"] == "2024-01-03"
+    assert resources["c1"]["onsetDateTime"] == "2024-01-04T22:15:00+02:00"
+    write_json(bundle, tmp_path / "out.json")
+    assert_same_tables(first, read_fhir(tmp_path / "out.json").cohort)
+
+
 def test_written_observations_keep_the_original_unit_and_loinc(collection):
     bundle = cohort_to_bundle(collection.cohort)
     resources = {(e["resource"]["resourceType"], e["resource"]["id"]): e["resource"] for e in bundle["entry"]}
@@ -438,7 +466,7 @@ def test_written_observations_keep_the_original_unit_and_loinc(collection):
     assert [c["code"]["coding"][0]["code"] for c in panel["component"]] == ["8480-6", "8462-4"]
     assert resources[("Observation", "ln1")]["bodySite"] == {"text": "left cervical"}
     assert resources[("Observation", "ten1")]["valueInteger"] == 1
-    assert resources[("Patient", "p2")]["deceasedDateTime"] == "2024-03-10T14:00:00+00:00"
+    assert resources[("Patient", "p2")]["deceasedDateTime"] == "2024-03-10T14:00:00+01:00"  # the offset read
     assert ("Condition", "p2#deceased") not in resources and ("Condition", "c1") in resources
     assert resources[("MedicationAdministration", "d1")]["medicationCodeableConcept"] == {
         "text": "lenalidomide", "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "342369"}]}

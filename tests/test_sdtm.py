@@ -84,7 +84,7 @@ def test_dm_patients_and_death(cohort):
     assert death == [{
         "patient_id": "P3", "event_id": "DM-P3-DTH", "code": "DEATH", "term": "Death",
         "time": dt.datetime(2024, 1, 20, 14, 30), "date": dt.date(2024, 1, 20), "time_known": True,
-        "end_date": None, "grade": None, "source": "dm.csv row 3",
+        "end_date": None, "grade": None, "tz_offset_min": None, "source": "dm.csv row 3",
     }]
 
 
@@ -592,6 +592,26 @@ def test_round_trip_gives_identical_tables(tmp_path, cohort, fmt):
     twice = write_sdtm(again.cohort, tmp_path / "out2", fmt)
     if fmt == "csv":  # writing what was read gives the same files, byte for byte
         assert all(p.read_bytes() == (tmp_path / "out" / p.name).read_bytes() for p in twice)
+
+
+def test_dose_and_event_utc_offsets_are_kept_and_written_back(tmp_path):
+    folder = replace(study(tmp_path), "ex", "2024-01-08T07:45,2024-01-08T07:45", "2024-01-08T07:45+02:00,")
+    folder = replace(folder, "ex", "2024-01-08T08:00,2024-01-14", "2024-01-08T08:00-05:00,2024-01-14")
+    folder = replace(folder, "ce", "2024-01-18T22:10,", "2024-01-18T22:10+02:00,")
+    cohort = read_sdtm(folder).cohort
+    doses = dict(cohort.doses.select("dose_id", "tz_offset_min").rows())
+    assert doses["EX-P1-2"] == 120 and doses["EX-P2-1-1"] is None  # a dose without an offset has none
+    assert [doses[f"EX-P1-1-{n}"] for n in range(1, 4)] == [-300, None, None]  # the later days are dates only
+    assert cohort.doses.filter(pl.col("dose_id") == "EX-P1-2")["time"][0] == dt.datetime(2024, 1, 8, 7, 45)
+    events = dict(cohort.events.select("event_id", "tz_offset_min").rows())
+    assert (events["CE-P3-1"], events["CE-P1-1"]) == (120, None)
+    frames = sdtm_frames(cohort, studyid="DW01")
+    assert frames["EX"].filter(pl.col("EXSPID") == "EX-P1-2")["EXSTDTC"][0] == "2024-01-08T07:45+02:00"
+    assert frames["CE"].filter(pl.col("CESPID") == "CE-P3-1")["CESTDTC"][0] == "2024-01-18T22:10+02:00"
+    write_sdtm(cohort, tmp_path / "out")
+    again = read_sdtm(tmp_path / "out").cohort
+    for table in ("doses", "events"):
+        assert_frame_equal(getattr(again, table).drop("source"), getattr(cohort, table).drop("source"))
 
 
 def test_written_datasets_follow_sdtm(cohort):

@@ -15,7 +15,7 @@ from dosewatch.errors import InputError
 from dosewatch.store import admin, service
 from dosewatch.store.audit import verify
 from dosewatch.store.db import Store
-from dosewatch.store.models import Assessment, AuditEntry, Base, Observation, Patient
+from dosewatch.store.models import Assessment, AuditEntry, Base, Dose, Event, Observation, Patient
 from dosewatch.store.records import load_cohort
 from dosewatch.store.scope import SYSTEM, Viewer
 
@@ -56,9 +56,28 @@ def test_migrations_build_the_models_tables_and_rerun_as_no_op(store):
     store.upgrade()  # second run: nothing to do
     with store.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         # the shipped migration and the models agree (no autogenerate difference)
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def at_revision(store, revision: str, bundle: dict) -> None:
+    """``store`` with the test sites, trial and ``bundle`` at an earlier ``revision``: imported at
+    the head (the import writes the current columns), then migrated down."""
+    from alembic import command
+
+    from dosewatch.store.db import migrations_config
+
+    store.upgrade()
+    with store.writing() as session:
+        admin.add_site(session, "test", "A")
+        admin.add_site(session, "test", "B")
+        admin.add_trial(session, "test", "T", "lenalidomide-cll-25mg-2007")
+    do_import(store, bundle)
+    cfg = migrations_config(store.engine)
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
 
 @pytest.mark.parametrize("kind", DATABASES)
@@ -67,17 +86,10 @@ def test_upgrade_keeps_the_records_and_ties_each_to_its_patients_site(kind, tmp_
     with data upgrades in place, and a record can no longer name a site other than its patient's."""
     from sqlalchemy.exc import IntegrityError
 
-    from dosewatch.store.db import upgrade
-
     with fresh_database(kind, tmp_path) as url:
         s = Store(url, today=TODAY)
         try:
-            upgrade(s.engine, "0002")
-            with s.writing() as session:
-                admin.add_site(session, "test", "A")
-                admin.add_site(session, "test", "B")
-                admin.add_trial(session, "test", "T", "lenalidomide-cll-25mg-2007")
-            do_import(s, small_bundle())
+            at_revision(s, "0002", small_bundle())
             before = count(s, Observation)
             s.upgrade()
             assert count(s, Observation) == before > 0
@@ -89,6 +101,35 @@ def test_upgrade_keeps_the_records_and_ties_each_to_its_patients_site(kind, tmp_
                 session.add(Observation(**row, obs_id="elsewhere", site_id=obs.site_id + 1, deleted=False))
             with s.writing() as session:  # the patient's own site is fine
                 session.add(Observation(**row, obs_id="here", site_id=obs.site_id, deleted=False))
+        finally:
+            s.dispose()
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_upgrade_0004_gives_doses_and_events_an_offset_and_a_reimport_fills_it(kind, tmp_path):
+    """0004 adds ``tz_offset_min`` to doses and events: the records are kept (offset empty), and
+    importing the bundle again puts the offsets in as corrections (a changed offset is a change)."""
+    bundle = small_bundle()
+    with fresh_database(kind, tmp_path) as url:
+        s = Store(url, today=TODAY)
+        try:
+            at_revision(s, "0003", bundle)
+            with s.engine.connect() as conn:
+                assert "tz_offset_min" not in {c["name"] for c in inspect(conn).get_columns("doses")}
+            before = (count(s, Dose), count(s, Event))
+            s.upgrade()
+            with s.engine.connect() as conn:
+                for table in ("doses", "events"):
+                    assert "tz_offset_min" in {c["name"] for c in inspect(conn).get_columns(table)}
+            assert (count(s, Dose), count(s, Event)) == before and min(before) > 0
+            with s.reading() as session:
+                assert session.scalar(select(func.count()).where(Dose.tz_offset_min.is_not(None))) == 0
+            report = do_import(s, bundle, reason="offsets kept since 0004")
+            assert (report.updated["doses"], report.updated["events"], report.updated["observations"]) == (
+                before[0], before[1], 0)
+            with s.reading() as session:
+                assert set(session.scalars(select(Dose.tz_offset_min))) == {-300}
+            assert verify_ok(s)
         finally:
             s.dispose()
 
@@ -107,6 +148,41 @@ def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path):
 
 
 # -- imports ----------------------------------------------------------------------------------------
+
+def test_dose_and_event_offsets_are_stored_exported_and_a_changed_offset_is_a_correction(store):
+    import json
+
+    bundle = small_bundle()
+    resources = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+    dose = next(r for r in resources.values() if r["resourceType"] == "MedicationAdministration")
+    cond = next(r for r in resources.values() if r["resourceType"] == "Condition")
+    dated = next(r for r in resources.values() if r["resourceType"] == "MedicationAdministration" and r is not dose)
+    dose["effectiveDateTime"] = dose["effectiveDateTime"][:19] + "+02:00"
+    cond["onsetDateTime"] = cond["onsetDateTime"][:19] + "+02:00"
+    dated["effectiveDateTime"] = dated["effectiveDateTime"][:10]  # a date: no offset
+    do_import(store, bundle)
+    with store.reading() as session:
+        got = load_cohort(session, 1, SYSTEM)
+        trial = admin.trial_by_code(session, "T")
+        exported = json.loads(service.export(session, trial, SYSTEM, "fhir")[0])
+    offsets = dict(got.doses.select("dose_id", "tz_offset_min").rows())
+    assert (offsets[dose["id"]], offsets[dated["id"]]) == (120, None)
+    assert dict(got.events.select("event_id", "tz_offset_min").rows())[cond["id"]] == 120
+    out = {e["resource"]["id"]: e["resource"] for e in exported["entry"]}
+    assert out[dose["id"]]["effectiveDateTime"] == dose["effectiveDateTime"]
+    assert out[dose["id"]]["effectiveDateTime"].endswith("+02:00")
+    assert out[cond["id"]]["onsetDateTime"] == cond["onsetDateTime"]
+    assert out[dated["id"]]["effectiveDateTime"] == dated["effectiveDateTime"]
+
+    dose["effectiveDateTime"] = dose["effectiveDateTime"][:19] + "+01:00"  # the same clock time, another offset
+    report = do_import(store, bundle, reason="offset corrected")
+    assert (report.updated["doses"], report.updated["events"], report.unchanged["doses"]) == (
+        1, 0, len(got.doses) - 1)
+    with store.reading() as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert (entry.action, entry.entity_id) == ("update", dose["id"])
+    assert '"tz_offset_min":60' in entry.after and '"tz_offset_min":120' in entry.before
+
 
 def test_import_round_trips_the_canonical_record_and_twice_changes_nothing(store, tmp_path):
     from dosewatch.io.fhir import read_fhir

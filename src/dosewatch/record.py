@@ -55,6 +55,7 @@ DOSES_SCHEMA = {
     "dose_unit": pl.String,
     "route": pl.String,
     "status": pl.String,  # FHIR MedicationAdministration.status: completed, not-done, ...
+    "tz_offset_min": pl.Int32,
     "source": pl.String,
 }
 
@@ -68,6 +69,7 @@ EVENTS_SCHEMA = {
     "time_known": pl.Boolean,
     "end_date": pl.Date,
     "grade": pl.Int32,  # grade given in the source, if any
+    "tz_offset_min": pl.Int32,
     "source": pl.String,
 }
 

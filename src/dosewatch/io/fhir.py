@@ -168,6 +168,8 @@ _DATETIME = re.compile(
 
 
 class When(NamedTuple):
+    """A record's time fields (the canonical columns of the same names: ``**when._asdict()``)."""
+
     time: dt.datetime  # wall-clock time as written (midnight when only a date is given)
     date: dt.date
     time_known: bool
@@ -426,8 +428,7 @@ class _Reader:
             self.death[pid] = death.date
             self.events.append({
                 "patient_id": pid, "event_id": f"{pid}#deceased", "code": "DEATH",
-                "term": catalog().events["DEATH"].term, "time": death.time, "date": death.date,
-                "time_known": death.time_known, "source": source,
+                "term": catalog().events["DEATH"].term, **death._asdict(), "source": source,
             })
 
     def partial_ok(self, resource: dict, field: str, where: str) -> When | None:
@@ -484,8 +485,7 @@ class _Reader:
             if part_analyte.sited:
                 if site is None:
                     self.warn(where, "bodySite", f"{part_analyte.name} without a lymph-node site")
-            row.update(patient_id=pid, obs_id=row_id, time=when.time, date=when.date, time_known=when.time_known,
-                       tz_offset_min=when.tz_offset_min, site=site if part_analyte.sited else None,
+            row.update(patient_id=pid, obs_id=row_id, **when._asdict(), site=site if part_analyte.sited else None,
                        source=f"{self.name} Observation/{row_id}")
             key = (pid, row["code"], when.time, row["site"], row["value"])
             if key in self.same_content:
@@ -584,8 +584,7 @@ class _Reader:
         if self.n_errors > n0:
             return
         self.doses.append({
-            "patient_id": pid, "dose_id": dose_id, "drug": drug, "rxnorm": rxnorm, "time": when.time,
-            "date": when.date, "time_known": when.time_known,
+            "patient_id": pid, "dose_id": dose_id, "drug": drug, "rxnorm": rxnorm, **when._asdict(),
             "dose": None if dose.get("value") is None else float(dose["value"]),
             "dose_unit": _unit(dose) if dose else None, "route": _concept_text(dosage.get("route")),
             "status": status, "source": f"{self.name} MedicationAdministration/{dose_id}",
@@ -651,7 +650,7 @@ class _Reader:
             return
         self.events.append({
             "patient_id": pid, "event_id": event_id, "code": kind.code, "term": _concept_text(concept) or kind.term,
-            "time": when.time, "date": when.date, "time_known": when.time_known, "end_date": end, "grade": grade,
+            **when._asdict(), "end_date": end, "grade": grade,
             "source": f"{self.name} {rtype}/{event_id}",
         })
 
@@ -792,6 +791,11 @@ def _observation_id(obs_id: str, code: str) -> tuple[str, str | None]:
     return fhir_id(obs_id), None
 
 
+def _when_text(row: dict) -> str:
+    """The FHIR dateTime of a record row (observation, dose or event), with its UTC offset."""
+    return format_when(row["time"], row["time_known"], row["tz_offset_min"])
+
+
 def _observations(cohort: Cohort) -> list[dict]:
     cat = catalog()
     groups: dict[str, list[tuple[str | None, dict]]] = {}  # FHIR resource id -> [(component LOINC, row)]
@@ -814,7 +818,7 @@ def _observations(cohort: Cohort) -> list[dict]:
         else:
             resource["code"] = {"text": "Panel"}
         resource["subject"] = _subject(first["patient_id"])
-        resource["effectiveDateTime"] = format_when(first["time"], first["time_known"], first["tz_offset_min"])
+        resource["effectiveDateTime"] = _when_text(first)
         if main is not None:
             resource.update(_value_fields(main, lead))
         site = next((row["site"] for _, row in rows if row["site"]), None)
@@ -848,7 +852,7 @@ def cohort_to_bundle(cohort: Cohort) -> dict:
             patient["birthDate"] = row["birth_date"].isoformat()
         death = death_events.get(row["patient_id"])
         if death:
-            patient["deceasedDateTime"] = format_when(death["time"], death["time_known"])
+            patient["deceasedDateTime"] = _when_text(death)
         elif row["deceased_date"]:
             patient["deceasedDateTime"] = row["deceased_date"].isoformat()
         resources.append(patient)
@@ -860,7 +864,7 @@ def cohort_to_bundle(cohort: Cohort) -> dict:
         admin: dict[str, Any] = {
             "resourceType": "MedicationAdministration", "id": fhir_id(row["dose_id"]), "status": row["status"],
             "medicationCodeableConcept": concept, "subject": _subject(row["patient_id"]),
-            "effectiveDateTime": format_when(row["time"], row["time_known"]),
+            "effectiveDateTime": _when_text(row),
         }
         dosage: dict[str, Any] = {}
         if row["dose"] is not None:
@@ -882,7 +886,7 @@ def cohort_to_bundle(cohort: Cohort) -> dict:
         if row["grade"] is not None:
             condition["extension"] = [{"url": GRADE_URL, "valueInteger": row["grade"]}]
         condition.update(code=concept, subject=_subject(row["patient_id"]),
-                         onsetDateTime=format_when(row["time"], row["time_known"]))
+                         onsetDateTime=_when_text(row))
         if row["end_date"]:
             condition["abatementDateTime"] = row["end_date"].isoformat()
         resources.append(condition)

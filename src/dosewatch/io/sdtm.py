@@ -374,7 +374,8 @@ def _read_dm(df: pl.DataFrame, file: str, problems: list[Problem]) -> tuple[pl.D
         pl.lit("DEATH").alias("code"),
         pl.lit(catalog().events["DEATH"].term).alias("term"),
         pl.col("death_time").alias("time"), pl.col("death_date").alias("date"), pl.col("death_tk").alias("time_known"),
-        pl.lit(None, pl.Date).alias("end_date"), pl.lit(None, pl.Int32).alias("grade"), source.alias("source"))
+        pl.lit(None, pl.Date).alias("end_date"), pl.lit(None, pl.Int32).alias("grade"),
+        pl.col("death_tz").alias("tz_offset_min"), source.alias("source"))
     return patients, deaths, subjects
 
 
@@ -565,6 +566,7 @@ def _read_exposure(df: pl.DataFrame, dom: str, file: str, subjects: set[str], de
     ).with_columns(
         pl.when(first).then(pl.col("st_time")).otherwise(pl.col("date").cast(pl.Datetime("us"))).alias("time"),
         (first & pl.col("st_tk")).alias("time_known"),
+        pl.when(first).then(pl.col("st_tz")).alias("tz_offset_min"),
     )
     death = pl.col("USUBJID").replace_strict(deaths, default=None, return_dtype=pl.Date)
     after = (pl.col("status") == "completed") & (pl.col("date") > death)
@@ -573,7 +575,7 @@ def _read_exposure(df: pl.DataFrame, dom: str, file: str, subjects: set[str], de
     problems.extend(log.problems())
     return df.filter(~after.fill_null(False)).select(
         pl.col("USUBJID").alias("patient_id"), "dose_id", "drug", "rxnorm", "time", "date", "time_known", "dose",
-        pl.col(f"{p}DOSU").alias("dose_unit"), pl.col(f"{p}ROUTE").alias("route"), "status",
+        pl.col(f"{p}DOSU").alias("dose_unit"), pl.col(f"{p}ROUTE").alias("route"), "status", "tz_offset_min",
         pl.format("{} row {}", pl.lit(file), "_row").alias("source"),
     )
 
@@ -615,7 +617,8 @@ def _read_events(df: pl.DataFrame, dom: str, file: str, subjects: set[str], prob
     return df.select(
         pl.col("USUBJID").alias("patient_id"), pl.col("_id").alias("event_id"), "code", "term",
         pl.col("st_time").alias("time"), pl.col("st_date").alias("date"), pl.col("st_tk").alias("time_known"),
-        pl.col("en_date").alias("end_date"), "grade", pl.format("{} row {}", pl.lit(file), "_row").alias("source"),
+        pl.col("en_date").alias("end_date"), "grade", pl.col("st_tz").alias("tz_offset_min"),
+        pl.format("{} row {}", pl.lit(file), "_row").alias("source"),
     )
 
 
@@ -702,18 +705,17 @@ def _num_text(expr: pl.Expr) -> pl.Expr:
     return pl.when(s.str.ends_with(".0")).then(s.str.slice(0, s.str.len_chars() - 2)).otherwise(s)
 
 
-def _dtc_text(time: str, known: str, tz: str | None = None) -> pl.Expr:
+def _dtc_text(time: str = "time", known: str = "time_known", tz: str = "tz_offset_min") -> pl.Expr:
     """ISO 8601 for --DTC: the date alone when the time is unknown, else date-time to the minute
     (seconds and microseconds when not zero) and the UTC offset when one was given."""
-    t = pl.col(time)
+    t, offset_min = pl.col(time), pl.col(tz)
     clock = (pl.when(t.dt.microsecond() != 0).then(t.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"))
              .when(t.dt.second() != 0).then(t.dt.strftime("%Y-%m-%dT%H:%M:%S"))
              .otherwise(t.dt.strftime("%Y-%m-%dT%H:%M")))
-    if tz is not None:
-        m = pl.col(tz).abs()
-        offset = pl.format("{}{}:{}", pl.when(pl.col(tz) < 0).then(pl.lit("-")).otherwise(pl.lit("+")),
-                           (m // 60).cast(pl.String).str.zfill(2), (m % 60).cast(pl.String).str.zfill(2))
-        clock = pl.when(pl.col(tz).is_null()).then(clock).otherwise(clock + offset)
+    m = offset_min.abs()
+    offset = pl.format("{}{}:{}", pl.when(offset_min < 0).then(pl.lit("-")).otherwise(pl.lit("+")),
+                       (m // 60).cast(pl.String).str.zfill(2), (m % 60).cast(pl.String).str.zfill(2))
+    clock = pl.when(offset_min.is_null()).then(clock).otherwise(clock + offset)
     return pl.when(pl.col(known)).then(clock).otherwise(t.dt.strftime("%Y-%m-%d"))
 
 
@@ -764,7 +766,7 @@ def _findings_frame(obs: pl.DataFrame, dom: str, studyid: str) -> pl.DataFrame:
              pl.col("_stresu").alias(f"{p}STRESU")]
     if dom == "LB" or df["ref_low"].is_not_null().any() or df["ref_high"].is_not_null().any():
         cols += [std("ref_low").alias(f"{p}STNRLO"), std("ref_high").alias(f"{p}STNRHI")]
-    cols.append(_dtc_text("time", "time_known", "tz_offset_min").alias(f"{p}DTC"))
+    cols.append(_dtc_text().alias(f"{p}DTC"))
     return df.select(cols)
 
 
@@ -772,7 +774,7 @@ def _exposure_frame(doses: pl.DataFrame, dom: str, studyid: str) -> pl.DataFrame
     p = dom
     if doses.is_empty():
         return pl.DataFrame()
-    dtc = _dtc_text("time", "time_known")
+    dtc = _dtc_text()
     cols = [pl.lit(studyid).alias("STUDYID"), pl.lit(dom).alias("DOMAIN"), pl.col("patient_id").alias("USUBJID"),
             _seq(p), pl.col("dose_id").alias(f"{p}SPID"), pl.col("drug").alias(f"{p}TRT"),
             pl.col("dose").alias(f"{p}DOSE"), pl.col("dose_unit").alias(f"{p}DOSU"),
@@ -790,12 +792,12 @@ def sdtm_frames(cohort: Cohort, *, studyid: str = "DOSEWATCH") -> dict[str, pl.D
     deaths = cohort.events.join(pats.select("patient_id", "deceased_date"), on="patient_id", how="left")
     is_dm_death = (pl.col("code") == "DEATH") & (pl.col("date") == pl.col("deceased_date"))
     dm_death = deaths.filter(is_dm_death).unique("patient_id", keep="first", maintain_order=True)
-    dm = pats.join(dm_death.select("patient_id", "time", "time_known"), on="patient_id", how="left",
+    dm = pats.join(dm_death.select("patient_id", "time", "time_known", "tz_offset_min"), on="patient_id", how="left",
                    maintain_order="left")
     out = {"DM": dm.select(
         pl.lit(studyid).alias("STUDYID"), pl.lit("DM").alias("DOMAIN"), pl.col("patient_id").alias("USUBJID"),
         pl.col("sex").alias("SEX"), pl.col("birth_date").dt.strftime("%Y-%m-%d").alias("BRTHDTC"),
-        pl.when(pl.col("time").is_not_null()).then(_dtc_text("time", "time_known"))
+        pl.when(pl.col("time").is_not_null()).then(_dtc_text())
         .otherwise(pl.col("deceased_date").dt.strftime("%Y-%m-%d")).alias("DTHDTC"),
         pl.when(pl.col("deceased_date").is_not_null()).then(pl.lit("Y")).alias("DTHFL"),
     )}
@@ -813,7 +815,7 @@ def sdtm_frames(cohort: Cohort, *, studyid: str = "DOSEWATCH") -> dict[str, pl.D
         pl.coalesce(pl.col("code").replace_strict(terms, default=None, return_dtype=pl.String), "term")
         .alias("CEDECOD"),
         pl.col("grade").cast(pl.String).alias("CETOXGR"),
-        _dtc_text("time", "time_known").alias("CESTDTC"), pl.col("end_date").dt.strftime("%Y-%m-%d").alias("CEENDTC"),
+        _dtc_text().alias("CESTDTC"), pl.col("end_date").dt.strftime("%Y-%m-%d").alias("CEENDTC"),
     )
     return {dom: df for dom, df in out.items() if dom == "DM" or not df.is_empty()}
 

@@ -115,6 +115,7 @@ class _Record:
     time: Mapped[dt.datetime | None] = mapped_column(DateTime)
     date: Mapped[dt.date | None] = mapped_column(Date)
     time_known: Mapped[bool | None] = mapped_column(Boolean)
+    tz_offset_min: Mapped[int | None] = mapped_column(Integer)  # UTC offset as written, not applied
     source: Mapped[str | None] = mapped_column(Text)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted_reason: Mapped[str | None] = mapped_column(Text)  # required when deleted (audited too)
@@ -132,7 +133,6 @@ class Observation(_Record, Base):
     ref_low: Mapped[float | None] = mapped_column(Float)
     ref_high: Mapped[float | None] = mapped_column(Float)
     body_site: Mapped[str | None] = mapped_column(String(200))  # the record's "site" (lymph-node region)
-    tz_offset_min: Mapped[int | None] = mapped_column(Integer)
 
 
 class Dose(_Record, Base):
