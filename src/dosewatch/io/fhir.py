@@ -89,12 +89,13 @@ _SEEN_MAX = 256
 
 def _shape(value: Any, leaves: list) -> Any:
     """The hashable shape of a JSON value; appends its primitive values to ``leaves`` in order."""
-    if isinstance(value, dict):
-        return tuple((k, _shape(v, leaves)) for k, v in value.items())
-    if isinstance(value, list):
-        return (None, *(_shape(v, leaves) for v in value))  # a dict's items are pairs: no clash
+    kind = type(value)  # json.loads gives plain dicts and lists; list comprehensions beat generators here
+    if kind is dict:
+        return tuple([(k, _shape(v, leaves)) for k, v in value.items()])
+    if kind is list:
+        return (None, *[_shape(v, leaves) for v in value])  # a dict's items are pairs: no clash
     leaves.append(value)
-    return type(value)
+    return kind
 
 
 def _leaves_ok(checks: list, leaves: list) -> bool:
