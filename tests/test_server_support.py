@@ -10,6 +10,10 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,3 +137,24 @@ def login(client, user: str, password: str | None = None) -> dict[str, str]:
     r = client.post("/api/token", data={"username": user, "password": password or PASSWORD})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(proc: subprocess.Popen, base: str, timeout: float = 120) -> None:
+    """Wait until the server started as ``proc`` answers ``GET /api/health``; fail with its output
+    if it stops or does not answer in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the server did not start:\n" + proc.stdout.read().decode(errors="replace"))
+            time.sleep(0.3)

@@ -2,10 +2,8 @@
 one is good at the other (they share the server key file in the data folder)."""
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -13,12 +11,7 @@ from pathlib import Path
 import pytest
 
 from dosewatch.store import demo
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_server_support import free_port, wait_until_up
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, dict | list]:
@@ -32,24 +25,14 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict | list]:
 
 @pytest.fixture()
 def served(tmp_path):
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("dosewatch")
     env = {**os.environ, "DOSEWATCH_DATA": str(tmp_path)}
     env.pop("DOSEWATCH_DB", None)
     proc = subprocess.Popen([str(exe), "serve", "--demo", "--workers", "2", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if _get(f"{base}/api/health")[0] == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the server did not start:\n" + proc.stdout.read().decode(errors="replace"))
-        time.sleep(0.3)
+    wait_until_up(proc, base)
     yield base
     proc.terminate()
     proc.communicate(timeout=30)
