@@ -136,6 +136,10 @@ CASES = [
     ("ctcae-5.0", "literal", "ALT", 120, "U/L", 5, 40, 80, (None, 1)),
     ("ctcae-5.0", "literal", "ALT", 241, "U/L", 5, 40, 80, (None, 2)),
     ("ctcae-5.0", "literal", "ALT", 121, "U/L", 5, 40, 30, (None, 2)),
+    # a normal baseline: the baseline multiples do not apply (160 > 5.0 x baseline 30, yet grade 2)
+    ("ctcae-5.0", "literal", "ALT", 160, "U/L", 5, 40, 30, (None, 2)),
+    ("ctcae-5.0", "literal", "ALT", 200, "U/L", 5, 40, 30, (None, 2)),
+    ("ctcae-5.0", "literal", "ALT", 201, "U/L", 5, 40, 30, (None, 3)),
     ("ctcae-5.0", "literal", "ALT", 121, "U/L", 5, None, 30, (None, None)),
     # Hyponatremia v5: 125-129 asymptomatic grade 2; 120-124 grade 3; admiral takes 125-129 as symptomatic
     ("ctcae-5.0", "literal", "SODIUM", 129, "mmol/L", 135, 145, None, (2, 0)),
