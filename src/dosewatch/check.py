@@ -17,6 +17,7 @@ from .analytes import catalog
 from .errors import Problem
 from .events import Event, Evidence
 from .io import read_any
+from .criteria.renal import day1_frame
 from .keys import factorize
 from .record import Cohort
 
@@ -63,7 +64,7 @@ HEMATOLOGY = ("NEUT", "PLAT", "HGB")
 
 def baseline_values(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame:
     """Per patient and code: the last value on or before day 1 (the pretreatment value), canonical unit."""
-    d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
+    d1 = day1_frame(day1)
     latest = max(day1.values(), default=dt.date.min)  # most rows are later than every day 1: leave them out first
     return (
         obs.filter(pl.col("date") <= latest)
@@ -149,7 +150,7 @@ def _inverse(conv: tuple[float, float]) -> tuple[float, float]:
 def lab_events(grades: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> list[Event]:
     """One event each time a patient's grade for a term first reaches a new maximum after day 1
     (above the pretreatment grade), so that an alert can fire on the first day the data show it."""
-    d1 = pl.DataFrame({"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date})
+    d1 = day1_frame(day1)
     # grade 0 never starts an event nor raises a maximum: leave those rows out first (most rows)
     g = grades.filter((pl.col("grade") > 0) & ~pl.col("term").is_in(list(settings.skip_terms)))
     # one number per (patient, criteria, term): sorting and windows on it are cheaper than on strings

@@ -42,8 +42,10 @@ def _ids_of_keys(hashes, bits):  # pragma: no cover - compiled; tested through f
     return ids, first, count
 
 
-def _readonly_u64(a: np.ndarray) -> np.ndarray:
-    view = np.ascontiguousarray(a, dtype=np.uint64).view()
+def readonly(a: np.ndarray, dtype) -> np.ndarray:
+    """A contiguous read-only view (copied only when needed) of ``a`` as ``dtype``: compiled
+    functions then see one array type, whatever the source, and are compiled once."""
+    view = np.ascontiguousarray(a, dtype=dtype).view()
     view.flags.writeable = False
     return view
 
@@ -52,7 +54,7 @@ def factorize(*columns: pl.Series) -> tuple[np.ndarray, list[tuple]]:
     """Small integer ids (uint32, in order of first appearance) for the distinct combinations of
     the columns, and the values of each combination. Strings are hashed once by polars (64 bits
     per column); the combined keys are numbered in one compiled pass."""
-    hashes = tuple(_readonly_u64(col.hash(seed=7).to_numpy()) for col in columns)
+    hashes = tuple(readonly(col.hash(seed=7).to_numpy(), np.uint64) for col in columns)
     bits = 8
     while True:
         ids, first, count = _ids_of_keys(hashes, bits)

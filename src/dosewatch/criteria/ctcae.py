@@ -34,7 +34,7 @@ import polars as pl
 from .. import units
 from ..analytes import catalog
 from ..errors import UnitError
-from ..keys import factorize
+from ..keys import factorize, readonly
 
 CRITERIA = ("ctcae-5.0", "ctcae-4.03")
 READINGS = ("literal", "admiral")
@@ -251,12 +251,6 @@ def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s
                     grade[d, i], reason[d, i] = g, code
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    view = np.ascontiguousarray(a, dtype=np.float64).view()
-    view.flags.writeable = False
-    return view
-
-
 def _grade_both(low: list[Variant], high: list[Variant], vid, v, lo, hi, base, reading):
     """Grades and reason codes in both directions: the variants laid out as small arrays (one row of
     slots per direction and variant), then one compiled pass over the rows."""
@@ -280,7 +274,7 @@ def _grade_both(low: list[Variant], high: list[Variant], vid, v, lo, hi, base, r
                 s_grade[d, j, k], s_ref[d, j, k], s_mult[d, j, k], s_add[d, j, k] = gr, _REF_CODE[ref], m, a
     n = len(v)
     grade, reason = np.zeros((2, n), np.int8), np.zeros((2, n), np.int8)
-    v, lo, hi, base = (_readonly(a) for a in (v, lo, hi, base))  # one compiled signature, whatever the source
+    v, lo, hi, base = (readonly(a, np.float64) for a in (v, lo, hi, base))
     _grade_rows(vid, v, lo, hi, base, reading == "admiral", nslots, s_grade, s_ref, s_mult, s_add,
                 has_reason, max_lim, need_lim0, need_base0, grade, reason)
     return grade[0], reason[0], grade[1], reason[1]

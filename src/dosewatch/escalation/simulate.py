@@ -663,7 +663,6 @@ def tite_boin_batch(s: SimSettings, rng: np.random.Generator, trials: int) -> Ba
     elim = np.zeros((trials, levels + 1), dtype=bool)
     running = np.ones(trials, dtype=bool)
     no_mtd = np.zeros(trials, dtype=bool)
-    cols = np.arange(levels + 1)
     for cohort in range(K):
         draws = (rng.standard_exponential((trials, C)), rng.random((trials, C)))
         idx = np.flatnonzero(running)

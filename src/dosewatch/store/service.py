@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -24,6 +24,9 @@ from .audit import Change, append, now
 from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
 from .records import ImportReport, import_cohort, load_cohort
 from .scope import NotFound, Refused, Viewer, require, scoped, scoped_to_user
+
+if TYPE_CHECKING:
+    from ..protocols.model import Protocol
 
 MAX_ZIP_MEMBERS = 50
 MAX_UNZIPPED = 500 * 1024 * 1024
@@ -331,14 +334,14 @@ class StoredCohort:
     as_of: list[dt.date]
 
 
-def stored_cohort(session: Session, trial: Trial, viewer: Viewer) -> StoredCohort:
+def stored_cohort(session: Session, trial: Trial, viewer: Viewer, protocol: Protocol) -> StoredCohort:
     """The cohort as ``escalation.cohort_cli.cohort_rows`` builds it, read from the stored
     assessments (made at every change and daily) instead of re-running the monitor on the trial:
-    the level of each patient's first dose of the study drug, DLT status and follow-up."""
+    the level of each patient's first dose of the study drug, DLT status and follow-up, as the
+    trial's ``protocol`` defines them."""
     from ..escalation.cohort_cli import CohortRow, level_of_dose
     from .models import Assessment, Dose
 
-    protocol = trial_protocol(session, trial)
     stmt = (select(Patient.id, Patient.patient_id, Assessment.data["day1"], Assessment.data["dlt"], Assessment.as_of)
             .join(Assessment, Assessment.patient_pk == Patient.id)
             .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)))
@@ -381,7 +384,7 @@ def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_
 
     protocol = trial_protocol(session, trial)
     if as_of is None:
-        rows = stored_cohort(session, trial, viewer).rows
+        rows = stored_cohort(session, trial, viewer, protocol).rows
     else:
         rows = cohort_rows(load_cohort(session, trial.id, viewer), protocol, as_of)
     rec, used, left = fit_rows(rows, protocol, design, target=target, skeleton=skeleton)

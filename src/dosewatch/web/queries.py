@@ -20,7 +20,7 @@ from ..protocols.model import Protocol
 from ..store import service
 from ..store.assess import trial_protocol
 from ..store.audit import verify
-from ..store.models import Alert, Assessment, Dose, DoseAction, Patient, Site, Trial
+from ..store.models import Alert, Assessment, DoseAction, Patient, Site, Trial
 from ..store.records import load_cohort
 from ..store.scope import CAPABILITIES, NotFound, Viewer, scoped
 
@@ -434,7 +434,7 @@ def cohort_board(session: Session, trial: Trial, viewer: Viewer, design: str, ta
     from ..escalation.cohort_cli import fit_rows
 
     protocol = trial_protocol(session, trial)
-    stored = service.stored_cohort(session, trial, viewer)
+    stored = service.stored_cohort(session, trial, viewer, protocol)
     fitted, used, _ = fit_rows(stored.rows, protocol, design, target=target, skeleton=skeleton)
     rec = fitted.to_dict()
     counted = {r.patient_id for r in used}
