@@ -86,7 +86,7 @@ def trial_cohort(first: int, n: int, seed: int = 0) -> Cohort:
 
 
 def sdtm_zip(cohort: Cohort) -> bytes:
-    from dosewatch.io.sdtm import write_sdtm
+    from dosewatch.io.sdtm_write import write_sdtm
 
     with tempfile.TemporaryDirectory() as tmp:
         buf = io.BytesIO()
@@ -97,7 +97,7 @@ def sdtm_zip(cohort: Cohort) -> bytes:
 
 
 def fhir_bytes(cohort: Cohort) -> bytes:
-    from dosewatch.io.fhir import cohort_to_bundle
+    from dosewatch.io.fhir_write import cohort_to_bundle
 
     return json.dumps(cohort_to_bundle(cohort), separators=(",", ":")).encode()
 

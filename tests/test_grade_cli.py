@@ -80,7 +80,7 @@ def test_missing_column_names_file_and_column(tmp_path):
     src = write(tmp_path, ["S1,POTAS,K,6.5,mmol/L,3.5,,4.0,3"], HEADER.replace(",ANRHI", ",XX"))
     result = run(["grade", str(src), "-o", str(tmp_path / "out.csv")])
     assert result.exit_code == 2
-    assert "adlb.csv: ANRHI: required column missing" in result.output
+    assert "adlb.csv: ANRHI or A1HI: required column missing" in result.output
 
 
 def test_bad_rows_fail_the_whole_file(tmp_path):
@@ -89,7 +89,7 @@ def test_bad_rows_fail_the_whole_file(tmp_path):
     src, out = write(tmp_path, rows), tmp_path / "out.csv"
     result = run(["grade", str(src), "-o", str(out)])
     assert result.exit_code == 2
-    assert "adlb.csv data row 1: AVAL: not a number: 'abc'" in result.output
+    assert "adlb.csv data row 1: AVAL: not a number ('abc')" in result.output
     assert "adlb.csv data row 2: AVALU: unknown unit 'furlongs' for K" in result.output
     assert "adlb.csv data row 3: AVAL: implausible K 40 mmol/L" in result.output
     assert not out.exists()

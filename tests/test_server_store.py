@@ -56,7 +56,7 @@ def test_migrations_build_the_models_tables_and_rerun_as_no_op(store):
     store.upgrade()  # second run: nothing to do
     with store.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         # the shipped migration and the models agree (no autogenerate difference)
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
@@ -129,6 +129,39 @@ def test_upgrade_0004_gives_doses_and_events_an_offset_and_a_reimport_fills_it(k
                 before[0], before[1], 0)
             with s.reading() as session:
                 assert set(session.scalars(select(Dose.tz_offset_min))) == {-300}
+            assert verify_ok(s)
+        finally:
+            s.dispose()
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_upgrade_0005_keeps_the_records_and_adds_the_real_world_fields(kind, tmp_path):
+    """0005 adds the study id and stated age of patients, a finding's comparator, qualifiers and range
+    source, and an event's codes, grade source and date completion: records are kept, the new fields
+    empty, and an import after the upgrade stores them."""
+    bundle = small_bundle()
+    new = {"patients": ("study_id", "age", "age_date"), "observations": ("comparator", "qualifiers", "ref_source"),
+           "events": ("codes", "grade_source", "imputed")}
+    with fresh_database(kind, tmp_path) as url:
+        s = Store(url, today=TODAY)
+        try:
+            at_revision(s, "0004", bundle)
+            with s.engine.connect() as conn:
+                for table, columns in new.items():
+                    assert not set(columns) & {c["name"] for c in inspect(conn).get_columns(table)}
+            before = (count(s, Observation), count(s, Event))
+            s.upgrade()
+            with s.engine.connect() as conn:
+                for table, columns in new.items():
+                    assert set(columns) <= {c["name"] for c in inspect(conn).get_columns(table)}
+            assert (count(s, Observation), count(s, Event)) == before and min(before) > 0
+            first = next(e["resource"] for e in bundle["entry"] if "valueQuantity" in e["resource"])
+            first["valueQuantity"]["comparator"] = "<"
+            report = do_import(s, bundle, reason="the result was a bound")
+            assert report.updated["observations"] == 1
+            with s.reading() as session:
+                assert session.scalars(select(Observation.comparator).where(Observation.comparator.is_not(None))
+                                       ).all() == ["<"]
             assert verify_ok(s)
         finally:
             s.dispose()

@@ -72,7 +72,7 @@ def small_bundle(patients=("seed-1",), last: str = "2007-03-10") -> dict:
 
 def synthetic_bundle(n: int, prefix: str = "syn") -> dict:
     """``n`` synthetic patients (the demo's NORTH patient under new ids) as a FHIR Bundle."""
-    from dosewatch.io.fhir import cohort_to_bundle
+    from dosewatch.io.fhir_write import cohort_to_bundle
     from dosewatch.record import Cohort
     from dosewatch.store.demo import north_patient
 

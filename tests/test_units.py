@@ -86,3 +86,35 @@ def test_every_catalog_unit_parses_and_codes_are_unique():
                                             (dt.date(2007, 3, 4), -1), (dt.date(2007, 3, 2), -3)])
 def test_study_day_has_no_day_zero(date, expected):
     assert study_day(date, dt.date(2007, 3, 5)) == expected
+
+
+# -- the shipped conversion table (data/unit-conversions.json, tools/make_unit_table.py) ----------------
+
+def test_the_shipped_conversion_table_is_what_pint_computes():
+    from dosewatch import units
+
+    rows = units._table()
+    assert len(rows) > 300
+    for (src, dst, mm, val), (scale, offset) in rows.items():
+        assert units.pint_conversion(src, dst, mm, val) == (scale, offset), (src, dst, mm, val)
+
+
+def test_reading_and_checking_real_data_builds_no_unit_registry():
+    """The conversions real studies need are in the table: pint and ucumvert are not even imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "realworld"
+    if not shared.is_dir():
+        pytest.skip("../shared/realworld is not beside")
+    code = (
+        "import sys, glob\n"
+        "from dosewatch.io import read_any\n"
+        "from dosewatch.check import check_cohort, CheckSettings\n"
+        f"paths = ['{shared}/sdtm-cdiscpilot01', *glob.glob('{shared}/fhir-synthea/*.json')]\n"
+        "for p in paths:\n"
+        "    check_cohort(read_any(p).cohort, CheckSettings(study_drug='xanomeline'))\n"
+        "print(sorted(m for m in ('pint', 'ucumvert') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

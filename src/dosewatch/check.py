@@ -16,10 +16,9 @@ import polars as pl
 from .analytes import catalog
 from .errors import Problem
 from .events import Event, Evidence
-from .io import read_any
-from .criteria.renal import day1_frame
+from .io import ReadOptions, read_any
 from .keys import factorize
-from .record import Cohort
+from .record import Cohort, day1_frame
 
 
 @dataclass
@@ -39,6 +38,7 @@ class PatientResult:
     day1: dt.date | None
     events: list[Event] = field(default_factory=list)
     tls_risk: dict | None = None  # baseline TLS risk category (venetoclax label tiers), with CrCl
+    not_graded: list[dict] = field(default_factory=list)  # {"code", "reason", "n"}: lab values not graded, why
 
     def as_dict(self) -> dict:
         return {
@@ -46,6 +46,7 @@ class PatientResult:
             "day1": self.day1.isoformat() if self.day1 else None,
             "tls_risk": self.tls_risk,
             "events": [e.as_dict(self.day1) for e in self.events],
+            "not_graded": self.not_graded,
         }
 
 
@@ -67,7 +68,7 @@ def baseline_values(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataFrame
     d1 = day1_frame(day1)
     latest = max(day1.values(), default=dt.date.min)  # most rows are later than every day 1: leave them out first
     return (
-        obs.filter(pl.col("date") <= latest)
+        obs.filter((pl.col("date") <= latest) & pl.col("value").is_not_null())
         .join(d1, on="patient_id", how="inner")
         .filter(pl.col("date") <= pl.col("day1"))
         .sort("time", maintain_order=True)
@@ -91,10 +92,12 @@ def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataF
     """Lab rows with value, range and pretreatment baseline in the unit the value was reported in."""
     cat = catalog()
     labs = obs.select("patient_id", "obs_id", "date", "time", "code", "value", "orig_value", "orig_unit",
-                      "ref_low", "ref_high", "site").filter(pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
+                      "ref_low", "ref_high", "site", "comparator", "ref_source").filter(
+        pl.col("code").is_in([c for c, a in cat.analytes.items() if a.kind == "lab"]))
     if labs.is_empty():
         return labs.select("patient_id", "obs_id", "date", "time", "code", value="orig_value", unit="orig_unit",
-                           ref_low="ref_low", ref_high="ref_high", base=pl.col("value"))
+                           ref_low="ref_low", ref_high="ref_high", base=pl.col("value"), comparator="comparator",
+                           bound="orig_value", ref_source="ref_source")
     # The pretreatment value of each (patient, code), gathered by key number rather than joined.
     key, keys = factorize(labs["patient_id"], labs["code"])
     number = {k: i for i, k in enumerate(keys)}
@@ -106,40 +109,80 @@ def reported_unit_frame(obs: pl.DataFrame, day1: dict[str, dt.date]) -> pl.DataF
     k, b = (np.array(c, dtype=np.float64)[unit_key] for c in zip(*[_inverse(cat[c].conversion(u)) for c, u in pairs]))
     return labs.select(
         "patient_id", "obs_id", "date", "time", "code",
-        value=pl.col("orig_value"),
+        value=graded_value(pl.col("orig_value"), pl.col("comparator")),
         unit=pl.col("orig_unit"),
         ref_low=pl.col("ref_low") * k + b,
         ref_high=pl.col("ref_high") * k + b,
         base=pl.Series(base[key] * k + b).fill_nan(None),
+        comparator="comparator", bound="orig_value", ref_source="ref_source",
     )
 
 
-def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings,
-               positive_only: bool = False) -> pl.DataFrame:
-    """Long table of (observation, term, grade, criteria): CTCAE for every lab, iwCLL for cytopenias
-    when the settings choose it. ``positive_only`` keeps grades >= 1 (what events are made of)."""
+# A bound is graded just inside itself: "<40" as a value below 40 by one part in a million, more than
+# the grader's tolerance (1e-9), so that "<40" meets a "< 40" cut-off and no cut-off it does not
+# guarantee; "<=" and ">=" are graded at the bound.
+BOUND_STEP = 1e-6
+
+
+def graded_value(value: pl.Expr, comparator: pl.Expr) -> pl.Expr:
+    """The value a result is graded at: the number, or just inside a strict bound ("<40", ">3000")."""
+    step = value.abs() * BOUND_STEP
+    return (pl.when(comparator == "<").then(value - step).when(comparator == ">").then(value + step)
+            .otherwise(value))
+
+
+def graded_parts(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> list[tuple[pl.DataFrame, str]]:
+    """Every lab observation graded (both directions, with the reason a grade is null) by CTCAE, and
+    by iwCLL for cytopenias when the settings choose it: (graded frame, criteria id) pairs."""
     from .criteria.ctcae import grade_frame
 
     frame = reported_unit_frame(obs, day1)
-    cols = ["patient_id", "obs_id", "date", "code", "value", "unit"]
     ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
-    graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
-    keep = (lambda g: pl.col(g) > 0) if positive_only else (lambda g: pl.lit(True))
-    parts = [
-        graded.filter(keep(f"grade_{d}"))
-        .select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
-        .with_columns(pl.lit(settings.ctcae).alias("criteria"))
-        for d in ("low", "high")
-    ]
+    parts = [(grade_frame(ctcae_rows, criteria=settings.ctcae), settings.ctcae)]
     if settings.cytopenias == "iwcll-2018":
         from .criteria.iwcll import grade_iwcll
 
-        heme = grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY)))
-        parts.append(
-            heme.filter(keep("grade_low")).select(*cols, pl.col("grade_low").alias("grade"), pl.col("term_low").cast(pl.String).alias("term"))
-            .with_columns(pl.lit("iwcll-2018").alias("criteria"))
-        )
-    return pl.concat(parts, how="vertical_relaxed").filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
+        parts.append((grade_iwcll(frame.filter(pl.col("code").is_in(HEMATOLOGY))), "iwcll-2018"))
+    return parts
+
+
+def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings,
+               positive_only: bool = False, parts: list[tuple[pl.DataFrame, str]] | None = None) -> pl.DataFrame:
+    """Long table of (observation, term, grade, criteria): CTCAE for every lab, iwCLL for cytopenias
+    when the settings choose it. ``positive_only`` keeps grades >= 1 (what events are made of)."""
+    cols = ["patient_id", "obs_id", "date", "code", "value", "unit", "comparator", "bound", "ref_source"]
+    keep = (lambda g: pl.col(g) > 0) if positive_only else (lambda g: pl.lit(True))
+    out = [
+        graded.filter(keep(f"grade_{d}"))
+        .select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
+        .with_columns(pl.lit(criteria).alias("criteria"))
+        for graded, criteria in parts or graded_parts(obs, day1, settings)
+        for d in (("low", "high") if "grade_high" in graded.columns else ("low",))
+    ]
+    return pl.concat(out, how="vertical_relaxed").filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
+
+
+# Reasons a value was not graded that say nothing is wrong: the analyte has no term in that direction
+# (potassium is graded low and high, ALT only high) or no criterion at all.
+NOTHING_TO_GRADE = ("no term", "no iwCLL criterion")
+
+
+def not_graded(parts: list[tuple[pl.DataFrame, str]]) -> pl.DataFrame:
+    """(patient_id, code, reason, n): the lab values that could not be graded, counted per reason
+    (no LLN or ULN, a unit the criteria do not grade, a comparator without a number, ...)."""
+    found = []
+    for graded, _ in parts:
+        for d in ("low", "high") if "reason_high" in graded.columns else ("low",):
+            reason = pl.col(f"reason_{d}").cast(pl.String)
+            found.append(graded.filter(reason.is_not_null() & ~reason.is_in(NOTHING_TO_GRADE)).select(
+                "patient_id", "obs_id", "code",
+                pl.when((reason == "missing value") & pl.col("comparator").is_not_null())
+                .then(pl.lit("comparator without a number")).otherwise(reason).alias("reason")))
+    if not found:
+        return pl.DataFrame(schema={"patient_id": pl.String, "code": pl.String, "reason": pl.String, "n": pl.UInt32})
+    return (pl.concat(found).unique(["patient_id", "obs_id", "reason"])
+            .group_by("patient_id", "code", "reason").agg(pl.len().alias("n"))
+            .sort("patient_id", "code", "reason"))
 
 
 def _inverse(conv: tuple[float, float]) -> tuple[float, float]:
@@ -179,11 +222,26 @@ def lab_events(grades: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSe
                 criteria=row["criteria"],
                 grade=int(row["grade"]),
                 onset=row["date"],
-                evidence=(Evidence(row["obs_id"], row["code"], row["value"], row["unit"], row["date"]),),
+                evidence=(_lab_evidence(row),),
                 detail={"baseline_grade": int(row["base_grade"])} if row["base_grade"] else {},
             )
         )
     return events
+
+
+def _lab_evidence(row: dict) -> Evidence:
+    """The graded value as evidence: a bound shows as the bound, with what was assumed of it; a limit of
+    normal from a site's ranges file says so."""
+    notes = []
+    value = row["value"]
+    if row.get("comparator"):
+        value = row["bound"]
+        side = {"<": "as a value just below the bound", ">": "as a value just above the bound"}
+        notes.append(f"result {row['comparator']}{row['bound']:g}: graded "
+                     f"{side.get(row['comparator'], 'at the bound')}")
+    if row.get("ref_source"):
+        notes.append(f"limits of normal from {row['ref_source']}")
+    return Evidence(row["obs_id"], row["code"], value, row["unit"], row["date"], "; ".join(notes) or None)
 
 
 def reported_events(cohort: Cohort) -> list[Event]:
@@ -228,9 +286,13 @@ def _check_part(cohort: Cohort, settings: CheckSettings | None) -> list[PatientR
     day1 = cohort.first_dose_dates(settings.study_drug)
     # No criterion reads where an observation was read from: drop it before the tables are copied.
     obs = with_corrected_calcium(cohort.observations.with_columns(source=pl.lit(None, pl.String)))
+    parts = graded_parts(obs, day1, settings)
+    unread = not_graded(parts)
+    # A result without a number ("<LLOQ") is kept in the record and listed as not graded; no criterion reads it.
+    obs = obs.filter(pl.col("value").is_not_null())
     enriched = Cohort(cohort.patients, obs, cohort.doses, cohort.events)
     events: list[Event] = []
-    events += lab_events(lab_grades(obs, day1, settings, positive_only=True), day1, settings)
+    events += lab_events(lab_grades(obs, day1, settings, positive_only=True, parts=parts), day1, settings)
     events += detect_tls(enriched, day1, criteria=settings.tls_criteria, anchors=settings.tls_anchors,
                          calcium_corrected=True)
     events += detect_aki(enriched, day1)
@@ -241,9 +303,12 @@ def _check_part(cohort: Cohort, settings: CheckSettings | None) -> list[PatientR
     for e in events:
         by_patient.setdefault(e.patient_id, []).append(e)
     risk = tls_risk(enriched, day1)
+    unread_of: dict[str, list[dict]] = {}
+    for pid, code, reason, n in unread.iter_rows():
+        unread_of.setdefault(pid, []).append({"code": code, "reason": reason, "n": n})
     return [
         PatientResult(pid, day1.get(pid), sorted(evs, key=lambda e: (e.onset, e.criteria, e.term, e.grade or 0)),
-                      _risk_dict(risk.get(pid)))
+                      _risk_dict(risk.get(pid)), unread_of.get(pid, []))
         for pid, evs in by_patient.items()
     ]
 
@@ -257,8 +322,9 @@ def _risk_dict(result) -> dict | None:
 
 
 def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
-               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False, as_of: dt.date | None = None) -> CheckResult:
-    read = read_any(path, skip_invalid=skip_invalid)
+               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False, as_of: dt.date | None = None,
+               options: ReadOptions | None = None) -> CheckResult:
+    read = read_any(path, skip_invalid=skip_invalid, options=options)
     cohort = read.cohort if as_of is None else read.cohort.known_on(as_of)
     settings = CheckSettings(study_drug=study_drug.lower(), tls_criteria=tls_criteria, cytopenias=cytopenias)
     return CheckResult(check_cohort(cohort, settings), read.problems, settings)

@@ -45,6 +45,42 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+CodesOption = Annotated[Optional[Path], typer.Option(
+    "--codes", help="A site's code map: CSV with system,code,analyte (FHIR code system URI, or SDTM:LB for a "
+    "--TESTCD; a dosewatch analyte code), read beside the shipped LOINC and CDISC codes")]
+DosesFromOption = Annotated[str, typer.Option(
+    "--doses-from", help="FHIR resources read as doses, comma-separated: administration (the default), request "
+    "(MedicationRequest), statement (MedicationStatement); the last two are assumptions, marked by their source")]
+RangesOption = Annotated[Optional[Path], typer.Option(
+    "--ranges", help="A site's normal ranges for values the source sends none for: CSV with "
+    "code,sex,age_low,age_high,unit,low,high,source")]
+
+
+def _read_options(codes: Path | None, doses_from: str, ranges: Path | None = None):
+    from .io import ReadOptions
+    from .io.fhir import DOSE_RESOURCES
+
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in doses_from.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in DOSE_RESOURCES]
+    if unknown or not kinds:
+        raise typer.BadParameter(f"{', '.join(unknown) or 'nothing'}: use administration, request or statement",
+                                 param_hint="--doses-from")
+    return ReadOptions(codes=codes, doses_from=kinds, ranges=ranges)
+
+
+def _report_unused(problems) -> None:
+    """On stderr: errors left out (only with --skip-invalid), and a short summary of what was not used."""
+    from .errors import counts, summary_text
+
+    if not problems:
+        return
+    c = counts(problems)
+    typer.echo(f"read with {c['error']:,} errors left out, {c['warning']:,} warnings, {c['notice']:,} notices "
+               "(dosewatch validate INPUT lists them):", err=True)
+    for line in summary_text(problems):
+        typer.echo(line, err=True)
+
+
 @app.command()
 def grade(
     input: Annotated[Path, typer.Argument(help="ADLB-style CSV: USUBJID, PARAMCD or LBTESTCD, AVAL, AVALU, ANRLO, ANRHI, BASE, ADT or ADY")],
@@ -86,28 +122,33 @@ def check(
     cytopenias: Annotated[Optional[str], typer.Option(help="ctcae-5.0 or iwcll-2018 for ANC, platelets, Hb "
                                                       "(default: the protocol's, else ctcae-5.0)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and check the rest")] = False,
+    ranges: RangesOption = None,
+    codes: CodesOption = None,
+    doses_from: DosesFromOption = "administration",
 ) -> None:
     """Grade and detect toxicities in patients' records; print the events with their evidence and, with a
-    protocol, the alerts, dose actions, DLT status and state it gives."""
+    protocol, the alerts, dose actions, DLT status and state it gives. Runs whenever the input has no
+    error; what it did not use is summarised on stderr."""
     import datetime as dt
 
     from .check import check_path, print_table
     from .errors import InputError
 
+    options = _read_options(codes, doses_from, ranges)
     try:
         when = dt.date.fromisoformat(as_of) if as_of else None
         if protocol:
             from .monitor.report import monitor_path, print_assessments
 
             result = monitor_path(input, protocol, as_of=when, tls_criteria=tls.value if tls else None,
-                                  cytopenias=cytopenias, skip_invalid=skip_invalid)
+                                  cytopenias=cytopenias, skip_invalid=skip_invalid, options=options)
         else:
             result = check_path(input, study_drug=study_drug, tls_criteria=tls.value if tls else "cairo-bishop-2004",
-                                cytopenias=cytopenias or "ctcae-5.0", skip_invalid=skip_invalid, as_of=when)
+                                cytopenias=cytopenias or "ctcae-5.0", skip_invalid=skip_invalid, as_of=when,
+                                options=options)
     except (InputError, OSError, ValueError) as exc:
         _fail(exc)
-    for problem in result.problems:
-        typer.echo(f"skipped: {problem}", err=True)
+    _report_unused(result.problems)
     if format is OutputFormat.json:
         sys.stdout.write(result.to_json() + "\n")
     elif protocol:
@@ -134,35 +175,58 @@ def export(
     criteria: Annotated[Criteria, typer.Option(help="Grading criteria for adlb")] = Criteria.ctcae_5,
     tls: Annotated[TlsCriteria, typer.Option(help="Tumor lysis syndrome definition for ae / fhir-ae")] = TlsCriteria.cairo_bishop,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and export the rest")] = False,
+    ranges: RangesOption = None,
+    codes: CodesOption = None,
+    doses_from: DosesFromOption = "administration",
 ) -> None:
     """Write records as FHIR or SDTM, labs as graded ADLB, or detected events as SDTM AE / FHIR AdverseEvent."""
     from .errors import InputError
-    from .export import export_path
+    from .export import check_output, export_path
 
+    options = _read_options(codes, doses_from, ranges)
     try:
+        check_output(to.value, output)
         problems = export_path(input, to.value, output, study_drug=study_drug.lower(), criteria=criteria.value,
-                               tls_criteria=tls.value, skip_invalid=skip_invalid)
+                               tls_criteria=tls.value, skip_invalid=skip_invalid, options=options)
     except (InputError, OSError, ValueError) as exc:
         _fail(exc)
-    for problem in problems:
-        typer.echo(f"skipped: {problem}", err=True)
+    _report_unused(problems)
     typer.echo(f"wrote {output}", err=True)
+
+
+class ReportFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 
 @app.command()
 def validate(
     input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets")],
+    format: Annotated[ReportFormat, typer.Option("--format", help="text (a report) or json")] = ReportFormat.text,
+    codes: CodesOption = None,
+    doses_from: DosesFromOption = "administration",
 ) -> None:
-    """List every problem in the input, with file, row or resource, and field. Exit 1 if any."""
+    """Report every problem in the input, grouped: errors (records dosewatch would use but cannot trust),
+    warnings (assumptions it made), notices (what it does not use), each with file, field, how many rows
+    or resources and the first of them. Exit 1 if there is an error, else 0."""
+    import json
+
+    from .errors import InputError, counts, group_problems, report_text
     from .io import read_any
 
-    problems = read_any(input, collect=True).problems
-    for p in problems:
-        typer.echo(str(p))
-    if problems:
-        typer.echo(f"{len(problems)} problem(s) in {input}", err=True)
+    try:
+        problems = read_any(input, collect=True, options=_read_options(codes, doses_from)).problems
+    except (InputError, OSError, ValueError) as exc:  # an unreadable code map or path
+        _fail(exc)
+    if format is ReportFormat.json:
+        sys.stdout.write(json.dumps({"problems": [g.as_dict() for g in group_problems(problems, keep=20)],
+                                     "counts": counts(problems)}, indent=1) + "\n")
+    elif problems:
+        typer.echo(f"{input}: " + "\n".join(report_text(problems)))
+    else:
+        typer.echo(f"{input}: no problems found")
+    if counts(problems)["error"]:
         raise typer.Exit(code=1)
-    typer.echo(f"{input}: no problems found")
 
 
 @app.command()

@@ -6,21 +6,39 @@ from pathlib import Path
 import polars as pl
 
 from .errors import Problem
-from .io import read_any
+from .io import ReadOptions, read_any
+
+
+def check_output(to: str, output: Path) -> None:
+    """Refuse an output path the format cannot be written to before any work is done."""
+    output = Path(output)
+    if to == "sdtm":
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"{output}: sdtm writes a folder of datasets, and this is a file")
+    elif to in ("adlb", "ae") and output.suffix.lower() not in (".csv", ".xpt"):
+        raise ValueError(f"{output}: write {to} as .csv or .xpt")
+    elif to in ("fhir", "fhir-ae") and output.suffix.lower() != ".json":
+        raise ValueError(f"{output}: write {to} as .json")
+    parent = output if to == "sdtm" else output.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{output}: {parent} is not a folder")
 
 
 def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenalidomide",
                 criteria: str = "ctcae-5.0", tls_criteria: str = "cairo-bishop-2004",
-                skip_invalid: bool = False) -> list[Problem]:
-    read = read_any(input, skip_invalid=skip_invalid)
+                skip_invalid: bool = False, options: ReadOptions | None = None) -> list[Problem]:
+    check_output(to, output)
+    read = read_any(input, skip_invalid=skip_invalid, options=options)
     cohort = read.cohort
     day1 = cohort.first_dose_dates(study_drug)
     if to == "fhir":
-        from .io.fhir import cohort_to_bundle, write_json
+        from .io.fhir_write import cohort_to_bundle, write_json
 
         write_json(cohort_to_bundle(cohort), output)
     elif to == "sdtm":
-        from .io.sdtm import write_sdtm
+        from .io.sdtm_write import write_sdtm
 
         write_sdtm(cohort, output)
     elif to == "adlb":
@@ -31,11 +49,11 @@ def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenali
         results = check_cohort(cohort, CheckSettings(study_drug=study_drug, tls_criteria=tls_criteria))
         events = [e for r in results for e in r.events if e.criteria != "reported"]
         if to == "ae":
-            from .io.sdtm import ae_frame, write_frame
+            from .io.sdtm_write import ae_frame, write_frame
 
             write_frame(ae_frame(events, cohort, day1), output)
         else:
-            from .io.fhir import adverse_events_bundle, write_json
+            from .io.fhir_write import adverse_events_bundle, write_json
 
             write_json(adverse_events_bundle(events, cohort), output)
     else:
@@ -47,14 +65,22 @@ def write_adlb(cohort, day1, output: Path, criteria: str) -> None:
     """ADaM ADLB rows (SDTM writer) with ATOXGRL/ATOXGRH from the grading engine, graded in the
     unit each value was reported in, joined on the observation id."""
     from .check import graded_labs
-    from .io.sdtm import adlb_frame, write_frame
+    from .io.sdtm_write import adlb_frame, write_frame
 
+    from .check import NOTHING_TO_GRADE
+
+    # Why a grade is empty where there was something to grade (no LLN/ULN, a unit the criteria do not grade):
+    # ATOXRSNL / ATOXRSNH, as `dosewatch grade` writes it.
+    why = lambda d: pl.when(~pl.col(f"reason_{d}").cast(pl.String).is_in(NOTHING_TO_GRADE)).then(  # noqa: E731
+        pl.col(f"reason_{d}").cast(pl.String))
     grades = graded_labs(cohort.observations, day1, criteria).select(
         "obs_id",
         pl.col("term_low").alias("ATOXDSCL"),
         pl.col("term_high").alias("ATOXDSCH"),
         pl.col("grade_low").cast(pl.String).alias("ATOXGRL"),
         pl.col("grade_high").cast(pl.String).alias("ATOXGRH"),
+        why("low").alias("ATOXRSNL"),
+        why("high").alias("ATOXRSNH"),
     )
     adlb = adlb_frame(cohort, day1).join(grades, on="obs_id", how="left")
     write_frame(adlb, output)

@@ -23,6 +23,9 @@ PATIENTS_SCHEMA = {
     "birth_date": pl.Date,
     "deceased_date": pl.Date,
     "source": pl.String,  # where it was read: "bundle.json Patient/p1", "DM.csv row 3"
+    "study_id": pl.String,  # SDTM STUDYID; written back by every export
+    "age": pl.Float64,  # age in years as the source states it (SDTM DM.AGE), used when birth_date is unknown
+    "age_date": pl.Date,  # the date that age refers to (DM.RFSTDTC, else DM.DMDTC)
 }
 
 OBSERVATIONS_SCHEMA = {
@@ -41,6 +44,9 @@ OBSERVATIONS_SCHEMA = {
     "site": pl.String,  # body site for sited findings (lymph-node region); else null
     "tz_offset_min": pl.Int32,
     "source": pl.String,
+    "comparator": pl.String,  # "<", "<=", ">", ">=" when the result was a bound ("<40"); value = the bound
+    "qualifiers": pl.String,  # what else tells two findings apart: "POS=STANDING; TPTNUM=816; REPNUM=2"
+    "ref_source": pl.String,  # where ref_low/ref_high came from when not from the record (site ranges file)
 }
 
 DOSES_SCHEMA = {
@@ -71,7 +77,14 @@ EVENTS_SCHEMA = {
     "grade": pl.Int32,  # grade given in the source, if any
     "tz_offset_min": pl.Int32,
     "source": pl.String,
+    "codes": pl.String,  # the source's codes beyond the event catalog's own SNOMED CT code, "system|code"
+    # separated by spaces (MedDRA PT and LLT, SNOMED CT of events outside the catalog)
+    "grade_source": pl.String,  # where the grade came from: "AETOXGR", "AESEV MODERATE", "severity moderate"
+    "imputed": pl.String,  # how a partial start/end date was completed, else null
 }
+
+
+PLACEBO = "placebo"  # the ``drug`` of placebo exposure
 
 
 def empty(schema: dict) -> pl.DataFrame:
@@ -103,7 +116,14 @@ class Cohort:
         ):
             table: pl.DataFrame = getattr(self, name)
             if dict(table.schema) != schema:
-                object.__setattr__(self, name, table.select([pl.col(c).cast(t) for c, t in schema.items()]))
+                object.__setattr__(self, name, Cohort.conform(table, schema))
+
+    @staticmethod
+    def conform(table: pl.DataFrame, schema: dict) -> pl.DataFrame:
+        """``table`` in the schema's columns, order and types; columns it lacks (a producer that does
+        not know of a column added to the shape later) are empty."""
+        return table.select([pl.col(c).cast(t) if c in table.columns else pl.lit(None, t).alias(c)
+                             for c, t in schema.items()])
 
     @property
     def patient_ids(self) -> list[str]:
@@ -122,8 +142,10 @@ class Cohort:
         )
 
     def first_dose_dates(self, drug: str) -> dict[str, dt.date]:
-        """Day 1 per patient: the date of the first administered dose of ``drug``."""
-        given = self.doses.filter((pl.col("drug") == drug.lower()) & (pl.col("status") == "completed"))
+        """Day 1 per patient: the date of the first administered dose of ``drug`` or of placebo (in a
+        blinded study the placebo stands for the study drug: CDISC RFXSTDTC, "first date/time of
+        exposure to study treatment", counts it alike)."""
+        given = self.doses.filter(pl.col("drug").is_in([drug.lower(), PLACEBO]) & (pl.col("status") == "completed"))
         first = given.group_by("patient_id").agg(pl.col("date").min())
         return dict(zip(first["patient_id"].to_list(), first["date"].to_list(), strict=True))
 
@@ -160,6 +182,27 @@ class Cohort:
             pl.concat([p.doses for p in parts]),
             pl.concat([p.events for p in parts]),
         )
+
+
+def day1_frame(day1: dict[str, dt.date], name: str = "day1") -> pl.DataFrame:
+    """Day 1 per patient (``Cohort.first_dose_dates``) as a table to join on ``patient_id``."""
+    return pl.DataFrame({"patient_id": list(day1), name: list(day1.values())},
+                        schema={"patient_id": pl.String, name: pl.Date})
+
+
+def age_on(person: dict, on: dt.date) -> int | None:
+    """A patient's age in completed years on a date: from the birth date, else from the age the source
+    states (SDTM DM.AGE, at ``age_date``) plus the whole years since; None when neither is known."""
+    birth = person.get("birth_date")
+    if birth is not None:
+        return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    age = person.get("age")
+    if age is None:
+        return None
+    since = person.get("age_date")
+    if since is None or on <= since:
+        return int(age)
+    return int(age + (on - since).days // 365.25)
 
 
 def study_day(date: dt.date, day1: dt.date) -> int:

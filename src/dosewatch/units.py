@@ -1,14 +1,21 @@
 """Units: parse what labs write (UCUM and common variants), convert to canonical units with pint.
 
 Every conversion is linear (value * scale + offset; only temperatures have an offset), so it is
-computed once per (unit, analyte) with pint and then applied to whole columns.
+computed once per (unit, analyte) and then applied to whole columns.
 Mass <-> substance uses the analyte's molar mass through pint's "chemistry" context;
 mEq <-> mmol uses the analyte's valence.
+
+Building pint's UCUM registry takes most of a second, so the conversions dosewatch meets (every
+analyte's and criterion's unit against the units labs write) are computed with pint once, by
+``tools/make_unit_table.py``, and shipped in ``data/unit-conversions.json``; a test recomputes every
+row with pint. A pair outside the table is computed with pint, as before.
 """
 from __future__ import annotations
 
+import json
 import re
 from functools import cache, lru_cache
+from importlib import resources
 
 from .errors import UnitError
 
@@ -66,6 +73,16 @@ def _is_equivalents(ucum: str) -> bool:
     return "eq" in ucum and "eq" in str(_units(ucum))
 
 
+TABLE = "data/unit-conversions.json"
+
+
+@cache
+def _table() -> dict[tuple, tuple[float, float]]:
+    """The shipped conversions: (from, to, molar mass, valence) -> (scale, offset), units normalized."""
+    rows = json.loads(resources.files("dosewatch").joinpath(TABLE).read_text())["conversions"]
+    return {(src, dst, mm, val): (scale, offset) for src, dst, mm, val, scale, offset in rows}
+
+
 @lru_cache(maxsize=4096)
 def linear_conversion(
     from_unit: str, to_unit: str, molar_mass: float | None = None, valence: int | None = None
@@ -74,6 +91,18 @@ def linear_conversion(
 
     Raises UnitError naming both units when they cannot be converted for this analyte.
     """
+    src, dst = normalize_unit(from_unit), normalize_unit(to_unit)
+    if src == dst:
+        return 1.0, 0.0
+    shipped = _table().get((src, dst, molar_mass, valence))
+    if shipped is not None:
+        return shipped
+    return pint_conversion(from_unit, to_unit, molar_mass, valence)
+
+
+def pint_conversion(from_unit: str, to_unit: str, molar_mass: float | None = None, valence: int | None = None
+                    ) -> tuple[float, float]:
+    """``linear_conversion`` computed with pint, never from the shipped table."""
     src, dst = normalize_unit(from_unit), normalize_unit(to_unit)
     if src == dst:
         return 1.0, 0.0
@@ -106,6 +135,16 @@ def linear_conversion(
     scale = float(y1 - y0) * factor
     offset = float(y0) * factor
     return scale, offset
+
+
+def is_known_ucum(unit: str) -> bool:
+    """True when the shipped table names ``unit`` (every unit there is a UCUM code that reads back)."""
+    return unit in _known_units()
+
+
+@cache
+def _known_units() -> frozenset[str]:
+    return frozenset(u for key in _table() for u in key[:2])
 
 
 def convert(value, from_unit: str, to_unit: str, molar_mass: float | None = None, valence: int | None = None):

@@ -20,9 +20,9 @@ import datetime as dt
 import polars as pl
 
 from ..events import Event, Evidence
-from ..record import Cohort
+from ..record import Cohort, day1_frame
 from .neutropenia import fever_grade
-from .renal import clinical_events, day1_frame, event_evidence, events_between, evidence_for, load_table, meets
+from .renal import clinical_events, event_evidence, events_between, evidence_for, load_table, meets
 
 
 def _table() -> dict:

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 
 from ..events import Event
-from ..record import Cohort
+from ..record import Cohort, day1_frame
 from ..units import normalize_unit
-from .renal import clinical_events, day1_frame, event_evidence, events_between, evidence_for, load_table, meets
+from .renal import clinical_events, event_evidence, events_between, evidence_for, load_table, meets
 
 
 def _table() -> dict:

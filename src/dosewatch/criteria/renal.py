@@ -1,7 +1,7 @@
 """Renal criteria: KDIGO 2012 acute kidney injury, CTCAE v5.0 "Acute kidney injury", Cockcroft-Gault.
 
 Thresholds live in ``criteria/data/kdigo-2012.yaml`` with their sources. The small helpers at the top
-(``load_table``, ``meets``, ``day1_frame``, ``clinical_events``, ``evidence_for``) are shared with the
+(``load_table``, ``meets``, ``clinical_events``, ``evidence_for``) are shared with the
 neutropenia, flare and risk modules.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import yaml
 
 from ..analytes import catalog
 from ..events import Event, Evidence
-from ..record import Cohort
+from ..record import Cohort, day1_frame
 from ..units import normalize_unit
 
 
@@ -43,12 +43,6 @@ def meets(x, op: str, cutoff, tol: float):
     if op == "<":
         return x < cutoff - slack
     raise ValueError(f"unknown operator {op!r}")
-
-
-def day1_frame(day1: dict[str, dt.date]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"patient_id": list(day1), "day1": list(day1.values())}, schema={"patient_id": pl.String, "day1": pl.Date}
-    )
 
 
 def clinical_events(cohort: Cohort, codes: list[str]) -> pl.DataFrame:

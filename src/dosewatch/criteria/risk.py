@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 
 from ..events import Evidence
-from ..record import Cohort
-from .renal import cockcroft_gault, day1_frame, evidence_for, load_table, meets
+from ..record import Cohort, age_on, day1_frame
+from .renal import cockcroft_gault, evidence_for, load_table, meets
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class RiskResult:
             "crcl_low": self.crcl_low,
             "evidence": [e.as_dict() for e in self.evidence],
         }
-
-
-def _age(birth: dt.date, on: dt.date) -> int:
-    """Age in completed years."""
-    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
 def _category(node: float | None, alc: float | None, t: dict) -> tuple[str | None, str]:
@@ -117,7 +112,7 @@ def _crcl(pid, start, person, mine, threshold, tol) -> tuple[float | None, bool 
     missing = [
         what
         for what, gone in (
-            ("birth date", not person or person["birth_date"] is None),
+            ("birth date or age", not person or age_on(person, start) is None),
             ("sex", not person or person["sex"] not in ("M", "F")),
             ("weight before day 1", weight is None),
             ("creatinine before day 1", creat is None),
@@ -126,5 +121,5 @@ def _crcl(pid, start, person, mine, threshold, tol) -> tuple[float | None, bool 
     ]
     if missing:
         return None, None, "no " + ", no ".join(missing)
-    crcl = cockcroft_gault(_age(person["birth_date"], start), weight, creat, person["sex"])
+    crcl = cockcroft_gault(age_on(person, start), weight, creat, person["sex"])
     return crcl, bool(meets(crcl, "<", threshold, tol)), ""

@@ -20,6 +20,8 @@ from ..errors import InputError, Problem, UnitError
 PARAMCD_TO_CODE = {"POTAS": "K", "CHOLES": "CHOL", "ALKPH": "ALP", "LYMPH": "LYM", "NEUTS": "NEUT",
                    "PLATE": "PLAT", "HGBN": "HGB", "CAIONI": "CAION"}
 NUMERIC = ("AVAL", "ANRLO", "ANRHI", "BASE")
+# ADaM's analysis range (A1LO / A1HI) stands in for the normal range where ANRLO / ANRHI is absent or empty.
+ALTERNATIVE = {"ANRLO": "A1LO", "ANRHI": "A1HI"}
 
 
 @dataclass
@@ -29,7 +31,8 @@ class GradeReport:
 
 
 def _require(columns: list[str], name: str) -> list[Problem]:
-    need = [("USUBJID",), ("PARAMCD", "LBTESTCD"), ("AVAL",), ("AVALU", "PARAM"), ("ANRLO",), ("ANRHI",), ("ADT", "ADY")]
+    need = [("USUBJID",), ("PARAMCD", "LBTESTCD"), ("AVAL",), ("AVALU", "PARAM"), ("ANRLO", "A1LO"), ("ANRHI", "A1HI"),
+            ("ADT", "ADY")]
     return [Problem(name, " or ".join(alts), "required column missing") for alts in need
             if not any(a in columns for a in alts)]
 
@@ -52,10 +55,17 @@ def read_lab_rows(raw: pl.DataFrame, name: str) -> tuple[pl.DataFrame, list[tupl
         unit = pl.col("PARAM").str.extract(r"\(([^()]*)\)\s*$")
     if "AVALU" in cols:
         unit = pl.when(_blank(pl.col("AVALU"))).then(unit).otherwise(pl.col("AVALU").str.strip_chars())
+    def number_text(c: str) -> pl.Expr:
+        alt = ALTERNATIVE.get(c)
+        own = pl.col(c).str.strip_chars() if c in cols else None
+        other = pl.col(alt).str.strip_chars() if alt in cols else None
+        if own is not None and other is not None:
+            return pl.when(_blank(own)).then(other).otherwise(own)
+        return own if own is not None else other if other is not None else pl.lit(None, dtype=pl.String)
+
     # two steps, so each text column is stripped and parsed once
     text = raw.lazy().select(
-        code.alias("code"), unit.alias("unit"),
-        *[(pl.col(c).str.strip_chars() if c in cols else pl.lit(None, dtype=pl.String)).alias(c) for c in NUMERIC],
+        code.alias("code"), unit.alias("unit"), *[number_text(c).alias(c) for c in NUMERIC],
         *[pl.col(src).alias(dst) for src, dst in (("ATOXDSCL", "term_low"), ("ATOXDSCH", "term_high")) if src in cols])
     numbers = [pl.col(c).cast(pl.Float64, strict=False).alias(dst) for c, dst in zip(NUMERIC, ("value", "ref_low", "ref_high", "base"))]
     lab = text.with_columns(numbers).with_columns(
@@ -65,7 +75,9 @@ def read_lab_rows(raw: pl.DataFrame, name: str) -> tuple[pl.DataFrame, list[tupl
     problems: list[tuple[int, Problem]] = []
     for src in NUMERIC:
         rows = np.flatnonzero(lab[f"bad_{src}"].to_numpy())
-        problems += [(int(i), Problem(f"{name} data row {i + 1}", src, f"not a number: {raw[src][int(i)]!r}")) for i in rows]
+        field = src if src in cols or ALTERNATIVE.get(src) not in cols else ALTERNATIVE[src]
+        problems += [(int(i), Problem(f"{name} data row {i + 1}", field, "not a number", kind="value",
+                                      detail=repr(raw[field][int(i)]))) for i in rows]
     lab = lab.drop([f"bad_{s}" for s in NUMERIC])
     unit_field = "AVALU" if "AVALU" in cols else "PARAM"
 
@@ -135,7 +147,7 @@ def grade_file(input: Path, output: Path, criteria: str, reading: str, skip_inva
     if indexed:  # skipped rows: no grade, the first problem as the reason
         why: dict[int, str] = {}
         for i, p in indexed:
-            why.setdefault(i, f"invalid input: {p.field}: {p.message}")
+            why.setdefault(i, f"invalid input: {p.field}: {p.message}" + (f": {p.detail}" if p.detail else ""))
         idx = np.array(sorted(why))
         reasons = pl.Series([why[i] for i in idx], dtype=pl.String)
         bad = np.zeros(raw.height, dtype=bool)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem
-from ..io import read_any
+from ..io import ReadOptions, read_any
 from ..protocols import load_protocol
 from . import Assessment, evaluate
 
@@ -22,12 +22,13 @@ class MonitorResult:
 
 
 def monitor_path(path: str | Path, protocol: str, *, as_of: dt.date | None = None, tls_criteria: str | None = None,
-                 cytopenias: str | None = None, skip_invalid: bool = False) -> MonitorResult:
+                 cytopenias: str | None = None, skip_invalid: bool = False,
+                 options: ReadOptions | None = None) -> MonitorResult:
     proto = load_protocol(protocol)
     overrides = {k: v for k, v in (("tls", tls_criteria), ("cytopenias", cytopenias)) if v}
     if overrides:
         proto = proto.model_copy(update={"surveillance": proto.surveillance.model_copy(update=overrides)})
-    read = read_any(path, skip_invalid=skip_invalid)
+    read = read_any(path, skip_invalid=skip_invalid, options=options)
     return MonitorResult(evaluate(read.cohort, proto, as_of), read.problems)
 
 

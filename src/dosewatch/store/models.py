@@ -93,6 +93,9 @@ class Patient(Base):
     deceased_date: Mapped[dt.date | None] = mapped_column(Date)
     source: Mapped[str | None] = mapped_column(Text)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    study_id: Mapped[str | None] = mapped_column(String(200))
+    age: Mapped[float | None] = mapped_column(Float)  # as the source states it, when there is no birth date
+    age_date: Mapped[dt.date | None] = mapped_column(Date)
 
 
 def _record_args(table: str, key: str) -> tuple:
@@ -133,6 +136,9 @@ class Observation(_Record, Base):
     ref_low: Mapped[float | None] = mapped_column(Float)
     ref_high: Mapped[float | None] = mapped_column(Float)
     body_site: Mapped[str | None] = mapped_column(String(200))  # the record's "site" (lymph-node region)
+    comparator: Mapped[str | None] = mapped_column(String(2))
+    qualifiers: Mapped[str | None] = mapped_column(Text)
+    ref_source: Mapped[str | None] = mapped_column(Text)
 
 
 class Dose(_Record, Base):
@@ -155,6 +161,9 @@ class Event(_Record, Base):
     term: Mapped[str | None] = mapped_column(Text)
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     grade: Mapped[int | None] = mapped_column(Integer)
+    codes: Mapped[str | None] = mapped_column(Text)
+    grade_source: Mapped[str | None] = mapped_column(String(200))
+    imputed: Mapped[str | None] = mapped_column(Text)
 
 
 class Assessment(Base):

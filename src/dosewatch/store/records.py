@@ -32,7 +32,7 @@ RECORDS = {
     "events": (Event, "event_id", EVENTS_SCHEMA),
 }
 RENAME = {"site": "body_site"}  # record column -> model attribute (``site`` means a body site there)
-PATIENT_FIELDS = ("sex", "birth_date", "deceased_date")
+PATIENT_FIELDS = ("sex", "birth_date", "deceased_date", "study_id", "age", "age_date")
 CHUNK = 1000
 IMPORT_IDS = Table("import_ids", MetaData(), Column("id", String, primary_key=True))  # temporary, per import
 
@@ -303,7 +303,7 @@ def load_cohort(session: Session, trial_id: int, viewer: Viewer, patient_pks: li
             stmt = stmt.where((model.id if model is Patient else model.patient_pk).in_(patient_pks))
         return stmt
 
-    pcols = [Patient.patient_id, Patient.sex, Patient.birth_date, Patient.deceased_date, Patient.source]
+    pcols = [getattr(Patient, c) for c in PATIENTS_SCHEMA]
     patients = read_frame(session, where(select(*pcols), Patient).order_by(Patient.patient_id), PATIENTS_SCHEMA)
     tables = {}
     for table, (model, key, schema) in RECORDS.items():

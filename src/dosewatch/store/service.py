@@ -433,12 +433,12 @@ def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[by
     if fmt == "fhir":
         import json
 
-        from ..io.fhir import cohort_to_bundle
+        from ..io.fhir_write import cohort_to_bundle
 
         return json.dumps(cohort_to_bundle(cohort), indent=1).encode(), "application/fhir+json", f"{trial.code}.json"
     with tempfile.TemporaryDirectory(prefix="dosewatch-export-") as tmp:
         if fmt == "sdtm":
-            from ..io.sdtm import write_sdtm
+            from ..io.sdtm_write import write_sdtm
 
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
