@@ -26,7 +26,7 @@ from .record import Cohort
 class CheckSettings:
     study_drug: str = "lenalidomide"
     ctcae: str = "ctcae-5.0"  # CTCAE version for lab terms
-    cytopenias: str = "ctcae-5.0"  # or iwcll-2018: how ANC, platelets and Hb are graded
+    cytopenias: str = "ctcae-5.0"  # how ANC, platelets and Hb are graded: iwcll-2018 or a CTCAE version
     tls_criteria: str = "cairo-bishop-2004"  # or howard-2011
     tls_anchors: dict[str, list[dt.date]] | None = None  # per patient; default: day 1 only
     # iwCLL 2018: "lymphocytosis is not a toxicity" in CLL, so these CTCAE terms are not reported.
@@ -118,17 +118,23 @@ def lab_grades(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSetti
                positive_only: bool = False) -> pl.DataFrame:
     """Long table of (observation, term, grade, criteria): CTCAE for every lab, iwCLL for cytopenias
     when the settings choose it. ``positive_only`` keeps grades >= 1 (what events are made of)."""
-    from .criteria.ctcae import grade_frame
+    from .criteria.ctcae import CRITERIA, grade_frame
 
+    if settings.cytopenias not in CRITERIA + ("iwcll-2018",):
+        raise ValueError(f"unknown cytopenias criteria {settings.cytopenias!r}: choose iwcll-2018 or one of {', '.join(CRITERIA)}")
     frame = reported_unit_frame(obs, day1)
     cols = ["patient_id", "obs_id", "date", "code", "value", "unit"]
-    ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
-    graded = grade_frame(ctcae_rows, criteria=settings.ctcae)
     keep = (lambda g: pl.col(g) > 0) if positive_only else (lambda g: pl.lit(True))
+    heme = pl.col("code").is_in(HEMATOLOGY)
+    # (rows, CTCAE version): every lab with the protocol's version, cytopenias with their own when it differs
+    batches = [(frame, settings.ctcae)] if settings.cytopenias == settings.ctcae else [(frame.filter(~heme), settings.ctcae)]
+    if settings.cytopenias in CRITERIA and settings.cytopenias != settings.ctcae:
+        batches.append((frame.filter(heme), settings.cytopenias))
     parts = [
-        graded.filter(keep(f"grade_{d}"))
+        grade_frame(rows, criteria=version).filter(keep(f"grade_{d}"))
         .select(*cols, pl.col(f"grade_{d}").alias("grade"), pl.col(f"term_{d}").cast(pl.String).alias("term"))
-        .with_columns(pl.lit(settings.ctcae).alias("criteria"))
+        .with_columns(pl.lit(version).alias("criteria"))
+        for rows, version in batches
         for d in ("low", "high")
     ]
     if settings.cytopenias == "iwcll-2018":
@@ -257,10 +263,11 @@ def _risk_dict(result) -> dict | None:
 
 
 def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
-               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False, as_of: dt.date | None = None) -> CheckResult:
+               ctcae: str = "ctcae-5.0", cytopenias: str = "ctcae-5.0", skip_invalid: bool = False,
+               as_of: dt.date | None = None) -> CheckResult:
     read = read_any(path, skip_invalid=skip_invalid)
     cohort = read.cohort if as_of is None else read.cohort.known_on(as_of)
-    settings = CheckSettings(study_drug=study_drug.lower(), tls_criteria=tls_criteria, cytopenias=cytopenias)
+    settings = CheckSettings(study_drug=study_drug.lower(), ctcae=ctcae, tls_criteria=tls_criteria, cytopenias=cytopenias)
     return CheckResult(check_cohort(cohort, settings), read.problems, settings)
 
 
