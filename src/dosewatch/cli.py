@@ -25,17 +25,8 @@ class Criteria(str, Enum):
     iwcll = "iwcll-2018"
 
 
-class Ctcae(str, Enum):
-    ctcae_5 = "ctcae-5.0"
-    ctcae_4 = "ctcae-4.03"
-    ctcae_6 = "ctcae-6.0"
-
-
-class Cytopenias(str, Enum):
-    ctcae_5 = "ctcae-5.0"
-    ctcae_4 = "ctcae-4.03"
-    ctcae_6 = "ctcae-6.0"
-    iwcll = "iwcll-2018"
+# the CTCAE versions alone (check --criteria); --cytopenias takes any of Criteria
+Ctcae = Enum("Ctcae", {m.name: m.value for m in Criteria if m.value.startswith("ctcae-")}, type=str)
 
 
 class Reading(str, Enum):
@@ -99,7 +90,7 @@ def check(
                                                        "protocol's, else cairo-bishop-2004)")] = None,
     criteria: Annotated[Optional[Ctcae], typer.Option(help="CTCAE version for lab terms (default: the "
                                                       "protocol's, else ctcae-5.0)")] = None,
-    cytopenias: Annotated[Optional[Cytopenias], typer.Option(help="iwcll-2018 or a CTCAE version for ANC, platelets, "
+    cytopenias: Annotated[Optional[Criteria], typer.Option(help="iwcll-2018 or a CTCAE version for ANC, platelets, "
                                                              "Hb (default: the protocol's, else the CTCAE version)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and check the rest")] = False,
 ) -> None:
