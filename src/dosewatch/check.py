@@ -25,7 +25,7 @@ from .record import Cohort, day1_frame
 class CheckSettings:
     study_drug: str = "lenalidomide"
     ctcae: str = "ctcae-5.0"  # CTCAE version for lab terms
-    cytopenias: str = "ctcae-5.0"  # or iwcll-2018: how ANC, platelets and Hb are graded
+    cytopenias: str = "ctcae-5.0"  # how ANC, platelets and Hb are graded: iwcll-2018 or a CTCAE version
     tls_criteria: str = "cairo-bishop-2004"  # or howard-2011
     tls_anchors: dict[str, list[dt.date]] | None = None  # per patient; default: day 1 only
     # iwCLL 2018: "lymphocytosis is not a toxicity" in CLL, so these CTCAE terms are not reported.
@@ -132,13 +132,20 @@ def graded_value(value: pl.Expr, comparator: pl.Expr) -> pl.Expr:
 
 
 def graded_parts(obs: pl.DataFrame, day1: dict[str, dt.date], settings: CheckSettings) -> list[tuple[pl.DataFrame, str]]:
-    """Every lab observation graded (both directions, with the reason a grade is null) by CTCAE, and
-    by iwCLL for cytopenias when the settings choose it: (graded frame, criteria id) pairs."""
-    from .criteria.ctcae import grade_frame
+    """Every lab observation graded (both directions, with the reason a grade is null): by the
+    protocol's CTCAE version, cytopenias by their own version or by iwCLL when the settings choose it;
+    as (graded frame, criteria id) pairs."""
+    from .criteria.ctcae import CRITERIA, grade_frame
 
+    if settings.cytopenias not in CRITERIA + ("iwcll-2018",):
+        raise ValueError(f"unknown cytopenias criteria {settings.cytopenias!r}: choose iwcll-2018 or one of {', '.join(CRITERIA)}")
     frame = reported_unit_frame(obs, day1)
-    ctcae_rows = frame if settings.cytopenias == settings.ctcae else frame.filter(~pl.col("code").is_in(HEMATOLOGY))
-    parts = [(grade_frame(ctcae_rows, criteria=settings.ctcae), settings.ctcae)]
+    heme = pl.col("code").is_in(HEMATOLOGY)
+    # (rows, CTCAE version): every lab with the protocol's version, cytopenias with their own when it differs
+    batches = [(frame, settings.ctcae)] if settings.cytopenias == settings.ctcae else [(frame.filter(~heme), settings.ctcae)]
+    if settings.cytopenias in CRITERIA and settings.cytopenias != settings.ctcae:
+        batches.append((frame.filter(heme), settings.cytopenias))
+    parts = [(grade_frame(rows, criteria=version), version) for rows, version in batches]
     if settings.cytopenias == "iwcll-2018":
         from .criteria.iwcll import grade_iwcll
 
@@ -322,11 +329,11 @@ def _risk_dict(result) -> dict | None:
 
 
 def check_path(path: str | Path, *, study_drug: str = "lenalidomide", tls_criteria: str = "cairo-bishop-2004",
-               cytopenias: str = "ctcae-5.0", skip_invalid: bool = False, as_of: dt.date | None = None,
-               options: ReadOptions | None = None) -> CheckResult:
+               ctcae: str = "ctcae-5.0", cytopenias: str = "ctcae-5.0", skip_invalid: bool = False,
+               as_of: dt.date | None = None, options: ReadOptions | None = None) -> CheckResult:
     read = read_any(path, skip_invalid=skip_invalid, options=options)
     cohort = read.cohort if as_of is None else read.cohort.known_on(as_of)
-    settings = CheckSettings(study_drug=study_drug.lower(), tls_criteria=tls_criteria, cytopenias=cytopenias)
+    settings = CheckSettings(study_drug=study_drug.lower(), ctcae=ctcae, tls_criteria=tls_criteria, cytopenias=cytopenias)
     return CheckResult(check_cohort(cohort, settings), read.problems, settings)
 
 

@@ -21,7 +21,12 @@ app = typer.Typer(
 class Criteria(str, Enum):
     ctcae_5 = "ctcae-5.0"
     ctcae_4 = "ctcae-4.03"
+    ctcae_6 = "ctcae-6.0"
     iwcll = "iwcll-2018"
+
+
+# the CTCAE versions alone (check --criteria); --cytopenias takes any of Criteria
+Ctcae = Enum("Ctcae", {m.name: m.value for m in Criteria if m.value.startswith("ctcae-")}, type=str)
 
 
 class Reading(str, Enum):
@@ -119,8 +124,10 @@ def check(
     format: Annotated[OutputFormat, typer.Option("--format", help="json or table")] = OutputFormat.table,
     tls: Annotated[Optional[TlsCriteria], typer.Option(help="Tumor lysis syndrome definition (default: the "
                                                        "protocol's, else cairo-bishop-2004)")] = None,
-    cytopenias: Annotated[Optional[str], typer.Option(help="ctcae-5.0 or iwcll-2018 for ANC, platelets, Hb "
-                                                      "(default: the protocol's, else ctcae-5.0)")] = None,
+    criteria: Annotated[Optional[Ctcae], typer.Option(help="CTCAE version for lab terms (default: the "
+                                                      "protocol's, else ctcae-5.0)")] = None,
+    cytopenias: Annotated[Optional[Criteria], typer.Option(help="iwcll-2018 or a CTCAE version for ANC, platelets, "
+                                                             "Hb (default: the protocol's, else the CTCAE version)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Report invalid records and check the rest")] = False,
     ranges: RangesOption = None,
     codes: CodesOption = None,
@@ -141,11 +148,14 @@ def check(
             from .monitor.report import monitor_path, print_assessments
 
             result = monitor_path(input, protocol, as_of=when, tls_criteria=tls.value if tls else None,
-                                  cytopenias=cytopenias, skip_invalid=skip_invalid, options=options)
+                                  ctcae=criteria.value if criteria else None,
+                                  cytopenias=cytopenias.value if cytopenias else None, skip_invalid=skip_invalid,
+                                  options=options)
         else:
+            ctcae = criteria.value if criteria else "ctcae-5.0"
             result = check_path(input, study_drug=study_drug, tls_criteria=tls.value if tls else "cairo-bishop-2004",
-                                cytopenias=cytopenias or "ctcae-5.0", skip_invalid=skip_invalid, as_of=when,
-                                options=options)
+                                ctcae=ctcae, cytopenias=cytopenias.value if cytopenias else ctcae,
+                                skip_invalid=skip_invalid, as_of=when, options=options)
     except (InputError, OSError, ValueError) as exc:
         _fail(exc)
     _report_unused(result.problems)

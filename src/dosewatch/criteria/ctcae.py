@@ -36,15 +36,19 @@ from ..analytes import catalog
 from ..errors import UnitError
 from ..keys import factorize, readonly
 
-CRITERIA = ("ctcae-5.0", "ctcae-4.03")
+CRITERIA = ("ctcae-5.0", "ctcae-4.03", "ctcae-6.0")
 READINGS = ("literal", "admiral")
 REL_TOL = 1e-9
-# Where a rule's reference comes from: the normal limit of the term's direction, or the baseline.
 # Which column a rule compares against: nothing (abs), the normal limit of the term's direction
-# (lim), the baseline (base); a baseline condition picks a masked copy of that column:
-# lim_n = the ULN where the baseline is not above it (or missing), base_h = the baseline where it is.
+# (lim), the baseline (base); a condition picks a masked copy of that column:
+# lim_n = the ULN where the baseline is not above it (or missing), base_h = the baseline where it is,
+# base_l = the baseline where it is below the LLN (v6 creatinine), base_vl = the baseline where the
+# value is below the LLN (admiral's v6 fibrinogen); lim_base = the higher of the ULN and the baseline
+# (v6 "> Baseline and ULN"). A grade "NA" rule names values the term does not grade (v6 CrCl < 10).
 _REF = {("abs", ""): "abs", ("LLN", ""): "lim", ("ULN", ""): "lim", ("BASE", ""): "base",
-        ("ULN", "base<=ULN"): "lim_n", ("BASE", "base>ULN"): "base_h"}
+        ("ULN", "base<=ULN"): "lim_n", ("BASE", "base>ULN"): "base_h", ("BASE", "base<LLN"): "base_l",
+        ("BASE", "value<LLN"): "base_vl", ("ULN&BASE", ""): "lim_base"}
+NO_GRADE = -1  # the grade of a rule that leaves the value ungraded
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,12 @@ class Rule:
     """One grade boundary: met when value `op` add + mult x reference."""
 
     grade: int
-    basis: str  # abs | LLN | ULN | BASE
+    basis: str  # abs | LLN | ULN | BASE | ULN&BASE
     op: str  # < <= > >=
     mult: float
     add: float
     unit: str  # unit of `add` (abs cut-offs and increments); "" for pure multiples
-    condition: str  # "" | base<=ULN | base>ULN
+    condition: str  # "" | base<=ULN | base>ULN | base<LLN | value<LLN
     reading: str  # literal | admiral | both
     source: str
     text: str
@@ -86,7 +90,7 @@ def load_terms(criteria: str) -> dict[str, Term]:
             mult, add = 1.0, float(cutoff)
         else:
             mult, add = float(cutoff), 0.0
-        rule = Rule(int(r["grade"]), r["basis"], r["op"], mult, add, r["unit"], r["condition"], r["reading"],
+        rule = Rule(NO_GRADE if r["grade"] == "NA" else int(r["grade"]), r["basis"], r["op"], mult, add, r["unit"], r["condition"], r["reading"],
                     r["source"], r["text"])
         rows.setdefault(r["term"], [r["direction"], tuple(r["codes"].split()), []])[2].append(rule)
     return {name: Term(name, d, codes, tuple(rules)) for name, (d, codes, rules) in rows.items()}
@@ -131,6 +135,8 @@ def compile_variant(criteria: str, reading: str, term_name: str | None, unit: st
         return Variant(term_name, f"unknown term {term_name!r} in {criteria}")
     wanted = ("admiral", "both") if reading == "admiral" else ("literal", "both")
     rules = [r for r in term.rules if r.reading in wanted]
+    if not rules:
+        return Variant(term.name, f"{term.name} is not graded in the {reading} reading")
     printed = list(dict.fromkeys(r.unit for r in rules if r.unit))
     scale = 1.0
     if printed and reading == "admiral":
@@ -162,18 +168,20 @@ def compile_variant(criteria: str, reading: str, term_name: str | None, unit: st
         variant.slots[key] = (r.mult * f, r.add / scale * f)
     if not variant.slots:
         return variant
-    # every ref but a plain baseline needs the LLN/ULN (a baseline condition compares with the ULN)
-    variant.max_lim_grade = max((g for g, ref in variant.slots if ref != "abs" and ref != "base"), default=0)
-    lowest = min(g for g, _ in variant.slots)
+    # The LLN/ULN decides the rules on it and whether the baseline is above the ULN; a missing LLN
+    # only means a "below LLN" clause does not apply; lim_base rules decide their own missing refs.
+    needs_lim = ("lim", "lim_n", "base_h")
+    variant.max_lim_grade = max((g for g, ref in variant.slots if ref in needs_lim), default=0)
+    lowest = min(g for g, ref in variant.slots if g != NO_GRADE)
     low = [ref for g, ref in variant.slots if g == lowest]
-    variant.need_lim0 = any(ref not in ("abs", "base") for ref in low)
+    variant.need_lim0 = any(ref in needs_lim for ref in low)
     variant.need_base0 = "base" in low
     variant.conditional = any(ref in ("lim_n", "base_h") for _, ref in variant.slots)
     return variant
 
 
 # Where a compiled slot takes its reference (see _REF): index into the kernel's reference switch.
-_REF_CODE = {"abs": 0, "lim": 1, "base": 2, "lim_n": 3, "base_h": 4}
+_REF_CODE = {"abs": 0, "lim": 1, "base": 2, "lim_n": 3, "base_h": 4, "base_l": 5, "base_vl": 6, "lim_base": 7}
 
 
 def _f64(df: pl.DataFrame, name: str) -> np.ndarray:
@@ -190,9 +198,11 @@ def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s
                 has_reason, max_lim_grade, need_lim0, need_base0, grade, reason):  # pragma: no cover - compiled
     """Grade every row in both directions (d = 0 low, 1 high) with its variant's slots; writes grade
     (int8) and a reason code: 0 graded, 1 the variant's reason, 2 missing value, 3 no LLN/ULN,
-    4 no baseline. A slot is met when the value is beyond mult x reference + add (the tolerance is
-    already in mult and add; an absolute cut-off has mult 0 and reference 1); the grade is the
-    highest met. Low is tested as -value > -cut-off: the same comparison, negated exactly.
+    4 no baseline, 5 outside the range the term grades. A slot is met when the value is beyond
+    mult x reference + add (the tolerance is already in mult and add; an absolute cut-off has mult 0
+    and reference 1); the grade is the highest met. Low is tested as -value > -cut-off: the same
+    comparison, negated exactly. A lim_base slot (above both the ULN and the baseline) with one of
+    them missing is undecided unless the other already rules it out.
 
     Rows are taken in blocks and, within a block, variant by variant (a counting sort), so that the
     loop over a variant's slots runs the same number of times row after row."""
@@ -219,13 +229,16 @@ def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s
                     if has_reason[d, j]:
                         grade[d, i], reason[d, i] = 0, 1
                         continue
-                    xv, b, uln = x[i], base[i], hi[i]
-                    lim = lo[i] if d == 0 else uln
+                    xv, b, uln, lln = x[i], base[i], hi[i], lo[i]
+                    lim = lln if d == 0 else uln
                     base_high = b > uln  # rules conditional on the baseline being above the ULN
                     sx = sign * xv
                     g = 0
+                    undecided = 0  # a lim_base slot that a missing reference leaves open
+                    outside = False  # a NO_GRADE slot met
                     for k in range(nslots[d, j]):
                         r = s_ref[d, j, k]  # the same sequence on every row of the variant: predictable
+                        m, a = s_mult[d, j, k], s_add[d, j, k]
                         if r == 0:
                             ref = 1.0
                         elif r == 1:
@@ -234,11 +247,26 @@ def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s
                             ref = b
                         elif r == 3:
                             ref = np.nan if base_high else uln
-                        else:
+                        elif r == 4:
                             ref = b if base_high else np.nan
-                        if sx > sign * (s_mult[d, j, k] * ref + s_add[d, j, k]):
-                            g = max(g, s_grade[d, j, k])
+                        elif r == 5:
+                            ref = b if b < lln else np.nan
+                        elif r == 6:
+                            ref = b if xv < lln else np.nan
+                        else:
+                            ref = np.nan if np.isnan(uln) or np.isnan(b) else max(uln, b)
+                            if np.isnan(ref) and not np.isnan(xv):
+                                known = b if np.isnan(uln) else uln
+                                if np.isnan(known) or sx > sign * (m * known + a):
+                                    undecided = 3 if np.isnan(uln) else 4
+                        if sx > sign * (m * ref + a):
+                            if s_grade[d, j, k] < 0:
+                                outside = True
+                            else:
+                                g = max(g, s_grade[d, j, k])
                     code = 0
+                    if undecided and g == 0:
+                        code = undecided
                     if admiral:
                         if g == 0 and need_base0[d, j] and np.isnan(b):
                             code = 4
@@ -246,6 +274,8 @@ def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s
                             code = 3
                     elif g < max_lim_grade[d, j] and np.isnan(lim):
                         code = 3
+                    if outside:
+                        g, code = 0, 5
                     if np.isnan(xv):
                         code = 2
                     grade[d, i], reason[d, i] = g, code
@@ -328,9 +358,10 @@ def grade_frame(df: pl.DataFrame, criteria: str = "ctcae-5.0", reading: str = "l
         new_cols.append(pl.Series(f"grade_{suffix}", np.ma.masked_array(grade, mask=reason > 0), dtype=pl.Int8))
         if term_col not in given:
             new_cols.append(_enum_column(term_col, [var.term for var in variants_d], term_index))
-        fixed = [None, None, "missing value", "no LLN" if direction == "L" else "no ULN", "no baseline"]
-        labels = [var.reason if r == 1 else fixed[r] for var in variants_d for r in range(5)]
-        new_cols.append(_enum_column(f"reason_{suffix}", labels, pl.Series(vid32 * np.uint32(5) + reason.view(np.uint8))))
+        fixed = [None, None, "missing value", "no LLN" if direction == "L" else "no ULN", "no baseline", None]
+        labels = [var.reason if r == 1 else f"outside the values {var.term} grades" if r == 5 else fixed[r]
+                  for var in variants_d for r in range(6)]
+        new_cols.append(_enum_column(f"reason_{suffix}", labels, pl.Series(vid32 * np.uint32(6) + reason.view(np.uint8))))
     out = df.with_columns(new_cols)
     order = df.columns + [c for c in ("grade_low", "grade_high", "term_low", "term_high", "reason_low", "reason_high")
                           if c not in df.columns]

@@ -22,12 +22,13 @@ class MonitorResult:
 
 
 def monitor_path(path: str | Path, protocol: str, *, as_of: dt.date | None = None, tls_criteria: str | None = None,
-                 cytopenias: str | None = None, skip_invalid: bool = False,
+                 ctcae: str | None = None, cytopenias: str | None = None, skip_invalid: bool = False,
                  options: ReadOptions | None = None) -> MonitorResult:
     proto = load_protocol(protocol)
-    overrides = {k: v for k, v in (("tls", tls_criteria), ("cytopenias", cytopenias)) if v}
-    if overrides:
-        proto = proto.model_copy(update={"surveillance": proto.surveillance.model_copy(update=overrides)})
+    overrides = {k: v for k, v in (("tls", tls_criteria), ("ctcae", ctcae), ("cytopenias", cytopenias)) if v}
+    if overrides:  # validated as the protocol file is
+        surveillance = type(proto.surveillance).model_validate({**proto.surveillance.model_dump(), **overrides})
+        proto = proto.model_copy(update={"surveillance": surveillance})
     read = read_any(path, skip_invalid=skip_invalid, options=options)
     return MonitorResult(evaluate(read.cohort, proto, as_of), read.problems)
 

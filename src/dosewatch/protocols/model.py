@@ -189,8 +189,9 @@ class Dlt(Strict):
 
 
 class Surveillance(Strict):
-    ctcae: Literal["ctcae-5.0", "ctcae-4.03"] = "ctcae-5.0"
-    cytopenias: Literal["ctcae-5.0", "iwcll-2018"] = "iwcll-2018"
+    ctcae: Literal["ctcae-5.0", "ctcae-4.03", "ctcae-6.0"] = "ctcae-5.0"
+    # ANC, platelets and Hb: iwCLL 2018, or a CTCAE version (the same as ``ctcae`` unless it says otherwise)
+    cytopenias: Literal["ctcae-5.0", "ctcae-4.03", "ctcae-6.0", "iwcll-2018"] = "iwcll-2018"
     tls: Literal["cairo-bishop-2004", "howard-2011"] = "cairo-bishop-2004"
     tls_reanchor_on_increase: bool = False
     source: str

@@ -352,11 +352,13 @@ def lab_thresholds(cohort, protocol: Protocol, day1: dt.date | None) -> dict[str
                 value = _cut(analyte, r["basis"], float(r["cutoff"]), r["unit"], lln, uln, base)
                 lines.append(_line(int(r["grade"]), value, r, "iwCLL 2018"))
         else:
-            term = default_terms(protocol.surveillance.ctcae).get((code, direction))
-            rules = load_terms(protocol.surveillance.ctcae)[term].rules if term else ()
+            version = protocol.surveillance.cytopenias if code in ("NEUT", "PLAT", "HGB") else protocol.surveillance.ctcae
+            term = default_terms(version).get((code, direction))
+            rules = load_terms(version)[term].rules if term else ()
             for r in rules:
-                if r.reading not in ("literal", "both") or r.condition or (r.mult and r.add):
-                    continue  # conditional and "baseline + x" rules have no single line
+                if (r.reading not in ("literal", "both") or r.condition or (r.mult and r.add) or r.basis == "ULN&BASE"
+                        or r.grade < 0):
+                    continue  # conditional, "baseline + x", "above ULN and baseline" and no-grade rules have no single line
                 if r.basis == "abs" and r.unit != reported and _has_unit(rules, r.grade, reported):
                     continue  # the native-unit rule: the cut-off printed in the reported unit is the one used
                 value = _cut(analyte, r.basis, r.mult or r.add, r.unit, lln, uln, base)
