@@ -161,12 +161,13 @@ def synthetic_cohort(n_patients: int, seed: int = 1) -> tuple[Cohort, dt.date]:
         "code": "HOSPITAL", "term": "hospital admission", "date": adm_date,
     }).with_columns(time=pl.col("date").cast(pl.Datetime("us")), time_known=pl.lit(False), end_date=pl.lit(None, pl.Date),
                     grade=pl.lit(None, pl.Int32), tz_offset_min=pl.lit(None, pl.Int32), source=pl.lit("bench"))
-    events = events.filter(pl.col("date") <= as_of).select([pl.col(c).cast(t) for c, t in EVENTS_SCHEMA.items()])
+    events = Cohort.conform(events.filter(pl.col("date") <= as_of), EVENTS_SCHEMA)
 
     patients = pl.DataFrame({
         "patient_id": pids, "sex": rng.choice(["M", "F"], n_patients), "birth_date": [dt.date(1950, 1, 1)] * n_patients,
         "deceased_date": [None] * n_patients, "source": ["bench"] * n_patients,
-    }, schema=PATIENTS_SCHEMA)
+    })
+    patients = Cohort.conform(patients, PATIENTS_SCHEMA)
     return Cohort(patients, observations, doses, events), as_of
 
 

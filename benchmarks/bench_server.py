@@ -60,7 +60,9 @@ def trial_cohort(first: int, n: int, seed: int = 0) -> Cohort:
     days = [d for d in range(-2, CYCLES * CYCLE_DAYS + 1) if d != 0]
     patients = pl.DataFrame({"patient_id": pids, "sex": ["F", "M"] * (n // 2) + ["F"] * (n % 2),
                              "birth_date": [dt.date(1950, 1, 1)] * n, "deceased_date": [None] * n,
-                             "source": ["bench"] * n}, schema=PATIENTS_SCHEMA)
+                             "source": ["bench"] * n}).cast({c: t for c, t in PATIENTS_SCHEMA.items()
+                                                             if c in ("patient_id", "sex", "birth_date",
+                                                                      "deceased_date", "source")})
     grid = pl.DataFrame({"patient_id": pids}).join(pl.DataFrame({"day": days}), how="cross").join(
         pl.DataFrame({"code": [p[0] for p in PANEL], "unit": [p[1] for p in PANEL], "typical": [p[2] for p in PANEL],
                       "spread": [p[3] for p in PANEL]}), how="cross")

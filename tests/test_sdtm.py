@@ -310,7 +310,6 @@ ROW_PROBLEMS = [
     ("lb", lb_row(dtc="2024-01-12T25:00"), "lb.csv row 17", "LBDTC", "not a valid date or time"),
     ("lb", lb_row(seq="1"), "lb.csv row 17", "LBSEQ", "duplicate LBSEQ for the subject (LBSEQ 1 for subject P2, first at row 13)"),
     ("lb", lb_row(seq=""), "lb.csv row 17", "LBSEQ", "missing sequence number"),
-    ("lb", lb_row(orres="3.9", dtc="2024-01-09"), "lb.csv row 17", "LBTESTCD", "duplicate record"),
     ("lb", lb_row(subject="P9"), "lb.csv row 17", "USUBJID", "subject is not in DM (subject P9)"),
     ("lb", "DW01,LB,P2,9,K", "lb.csv row 17", "(row)", "malformed CSV row: 5 fields, the header has 17"),
     ("vs", "DW01,VS,P1,5,TEMP,Temperature,98,C,,,,2024-01-11", "vs.csv row 5", "VSORRES", "implausible"),
@@ -354,6 +353,17 @@ def test_each_problem_names_file_row_and_column(tmp_path, domain, row, source, f
     assert [(p.source, p.field) for p in errors] == [(source, field)], [str(p) for p in errors]
     assert fragment in str(errors[0])
     assert f"{source}: {field}: " in str(info.value)
+
+
+def test_the_same_result_twice_is_read_once_with_a_warning(tmp_path):
+    """Under another LBSEQ, the same subject, test, time and value: nothing is lost by reading it once."""
+    folder = append(study(tmp_path), "lb", lb_row(orres="3.9", dtc="2024-01-09"), lb_row(seq="10", orres="4.0",
+                                                                                          dtc="2024-01-09"))
+    result = read_sdtm(folder)
+    [repeated] = [p for p in result.problems if p.kind == "repeated"]
+    assert (repeated.source, repeated.severity, repeated.detail) == ("lb.csv row 17", "warning", "as row 13")
+    ids = set(result.cohort.observations["obs_id"])
+    assert "LB-P2-9" not in ids and {"LB-P2-1", "LB-P2-10"} <= ids  # a different value is another result
 
 
 def test_missing_required_column(tmp_path):

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 SEVERITIES = ("error", "warning", "notice")
 _ROW = re.compile(r"^(?P<file>.+?) (?:data )?row (?P<row>\d+)$")
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing found in the input: where (file, row or resource) and what (field, message).
 
     ``message`` says what is wrong in words that hold for every row of its group; ``detail`` holds
     this row's own particulars ("first at row 4", "'POSITIVE'"); ``kind`` is a short machine name of
-    the check ("not-used", "unit", "duplicate", ...)."""
+    the check ("not-used", "unit", "duplicate", ...). A named tuple: an EHR export gives tens of
+    thousands of notices, and a tuple is made several times faster than a frozen dataclass."""
 
     source: str  # file name, with row or resource id: "LB.csv row 12", "bundle.json Observation/k-3"
     field: str  # the field or column: "LBORRESU", "valueQuantity.unit"

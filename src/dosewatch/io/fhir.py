@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import orjson
 import pydantic
 
 from .. import units
@@ -31,7 +33,7 @@ from .fhir_base import (
     BODY_POSITION_URL, BUNDLE_TYPES, DOSE_STATUSES, GRADE_URL, QUALIFIERS_URL, RXNORM,
     IMPUTED_URL, SEVERITY_GRADE, SEVERITY_WORD, SEX, SNOMED, UCUM, When, _codings, _concept_text, _model, fhir_id, parse_when,
 )
-from .fhir_shape import _SHAPES, _leaf_checks, _leaves_ok, _shape
+from .fhir_shape import _SHAPES, _leaf_checks, _leaves_ok, _shallow_shape, _shape
 
 MAX_NESTING = 8  # Bundles inside Bundles read, at most this deep
 DOSE_RESOURCES = {"administration": "MedicationAdministration", "request": "MedicationRequest",
@@ -52,6 +54,54 @@ def _extension(resource: dict, url: str) -> Any:
         if isinstance(ext, dict) and ext.get("url") == url:
             return next((v for k, v in ext.items() if k.startswith("value")), None)
     return None
+
+
+# -- lazy resources: an EHR export is mostly what dosewatch does not read (claims, encounters, codes it
+# does not grade). The bundle is split into entries with each resource kept as raw JSON (msgspec.Raw,
+# no copy); a resource is decoded into Python objects only when dosewatch reads it, and otherwise only
+# its type, id and (for an Observation) codes are looked at.
+
+class _Head(msgspec.Struct):
+    resourceType: Any = None
+    id: Any = None
+
+
+class _ObservationHead(msgspec.Struct):
+    code: msgspec.Raw = msgspec.Raw()  # empty when absent
+    component: msgspec.Raw = msgspec.Raw()
+
+
+_ENTRIES = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
+_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_HEAD = msgspec.json.Decoder(_Head)
+_OBSERVATION_HEAD = msgspec.json.Decoder(_ObservationHead)
+
+
+def _lazy_bundle(data: bytes | msgspec.Raw) -> dict:
+    """A JSON object with its ``entry`` split into entries whose ``resource`` stays raw; every other
+    field decoded. Raises (msgspec.DecodeError, orjson.JSONDecodeError) when it is not that shape."""
+    top = _TOP.decode(data)
+    out = {k: orjson.loads(memoryview(v)) for k, v in top.items() if k != "entry"}
+    if "entry" in top:
+        out["entry"] = [{k: (v if k == "resource" else orjson.loads(memoryview(v))) for k, v in e.items()}
+                        for e in _ENTRIES.decode(top["entry"])]
+    return out
+
+
+def _decoded(resource: Any) -> Any:
+    """A resource as Python objects (decoding it when it is still raw)."""
+    return orjson.loads(memoryview(resource)) if isinstance(resource, msgspec.Raw) else resource
+
+
+def _head(resource: Any) -> tuple[Any, Any] | None:
+    """(resourceType, id) of a resource, raw or decoded; None when it is not a JSON object."""
+    if isinstance(resource, msgspec.Raw):
+        try:
+            head = _HEAD.decode(resource)
+        except msgspec.DecodeError:  # not an object
+            return None
+        return head.resourceType, head.id
+    return (resource.get("resourceType"), resource.get("id")) if isinstance(resource, dict) else None
 
 
 class _Reader:
@@ -80,6 +130,7 @@ class _Reader:
         self.same_content: dict[tuple, str] = {}
         self.conversions: dict[tuple[str, str], tuple[float, float] | str] = {}
         self.full_url: str | None = None  # the fullUrl of the entry being read
+        self.code_notes: dict[bytes, str | None] = {}  # an Observation code's JSON -> its notice (None: read)
 
     # -- problems
     def error(self, where: str, field: str, message: str, kind: str = "", detail: str = "") -> None:
@@ -117,15 +168,17 @@ class _Reader:
         for i, entry in enumerate(entries):
             at = f"{self.name} {prefix} entry[{i}]".replace("  ", " ")
             resource = entry.get("resource")
-            method = (entry.get("request") or {}).get("method")
-            if not isinstance(resource, dict):
+            request = entry.get("request")
+            method = request.get("method") if isinstance(request, dict) else None
+            head = _head(resource)
+            if head is None:
                 self.notice(at, "resource", f"no resource (request {method}): not read" if method
                             else "no resource: not read", "no-resource")
                 continue
             if method and method not in ("PUT", "POST"):
                 self.warn(at, "request.method", f"{method} entry not read", "not-used")
                 continue
-            rtype, rid = resource.get("resourceType"), resource.get("id")
+            rtype, rid = head
             if not isinstance(rtype, str):
                 self.error(at, "resource.resourceType", "resource without a resourceType", "value")
                 continue
@@ -133,7 +186,11 @@ class _Reader:
                 if depth >= MAX_NESTING:
                     self.error(f"{at} Bundle", "resource", f"Bundles nested more than {MAX_NESTING} deep", "file")
                     continue
-                items += self.entries(resource, f"{at} Bundle", depth + 1) or []
+                try:
+                    inner = _lazy_bundle(resource) if isinstance(resource, msgspec.Raw) else resource
+                except (msgspec.DecodeError, orjson.JSONDecodeError):
+                    inner = _decoded(resource)
+                items += self.entries(inner, f"{at} Bundle", depth + 1) or []
                 continue
             where_ = f"{self.name} {rtype}/{rid}" if isinstance(rid, str) else f"{at} {rtype}"
             local_id = rid if isinstance(rid, str) else _id_from_url(entry.get("fullUrl")) or f"entry{i}"
@@ -147,9 +204,9 @@ class _Reader:
         # Patients, Medications and the times of DiagnosticReports first: the others refer to them.
         for i, entry, resource, rtype, local_id, where in items:
             if rtype in ("Patient", "Medication") and self.first(rtype, local_id, where, i):
-                (self.patient if rtype == "Patient" else self.medication)(entry, resource, local_id, where)
+                (self.patient if rtype == "Patient" else self.medication)(entry, _decoded(resource), local_id, where)
             elif rtype == "DiagnosticReport":
-                self.report(resource, local_id)
+                self.report(_decoded(resource), local_id)
         handlers = {
             "Observation": self.observation,
             "MedicationAdministration": self.administration,
@@ -163,13 +220,23 @@ class _Reader:
                 continue
             self.full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             if rtype == "OperationOutcome":
-                issues = resource.get("issue")
+                issues = _decoded(resource).get("issue")
                 notes = "; ".join(str(x.get("diagnostics") or _concept_text(x.get("details")) or x.get("code"))
                                   for x in (issues if isinstance(issues, list) else []) if isinstance(x, dict))
                 self.warn(where, "issue", "OperationOutcome in the bundle: not read", "not-used",
                           notes[:200] or "no issue text")
             elif rtype in handlers and (rtype not in DOSE_RESOURCES.values() or rtype in self.dose_types):
-                if self.first(rtype, local_id, where, i) and self.validate(rtype, resource, where):
+                if not self.first(rtype, local_id, where, i):
+                    continue
+                # An Observation of a code dosewatch does not use is a notice, and is not validated: what
+                # dosewatch does not read cannot mislead it, and most of an EHR export is such.
+                if rtype == "Observation":
+                    unused = self.unused_code(resource)
+                    if unused is not None:
+                        self.notice(where, "code", unused)
+                        continue
+                resource = _decoded(resource)
+                if self.validate(rtype, resource, where):
                     handlers[rtype](resource, local_id, where)
             elif rtype in DOSE_RESOURCES.values():
                 flag = next(k for k, v in DOSE_RESOURCES.items() if v == rtype)
@@ -184,7 +251,11 @@ class _Reader:
         reps: dict[Any, tuple[dict, list]] = {}
         for entry in shell.get("entry", []):
             leaves: list = []
-            reps.setdefault(_shape(entry, leaves), (entry, []))[1].append(leaves)
+            key = _shallow_shape(entry, leaves)
+            if key is None:
+                leaves = []
+                key = _shape(entry, leaves)
+            reps.setdefault(key, (entry, []))[1].append(leaves)
         try:
             _model("Bundle").model_validate({**shell, "entry": [e for e, _ in reps.values()]} if reps else shell)
         except pydantic.ValidationError:
@@ -370,11 +441,7 @@ class _Reader:
             else:
                 parts.append((comp, f"{obs_id}#{code}", comp_analyte, f"component[{j}]."))
         has_value = any(k.startswith("value") for k in res)
-        if analyte is None:
-            if not parts:
-                self.notice(where, "code", f"code {_describe(res.get('code'))} is not used by dosewatch")
-                return
-        elif has_value or not parts:
+        if analyte is not None and (has_value or not parts):
             parts.insert(0, (res, obs_id, analyte, ""))
         for part, row_id, part_analyte, prefix in parts:
             m0 = self.n_errors
@@ -387,12 +454,36 @@ class _Reader:
             row.update(patient_id=pid, obs_id=row_id, **when._asdict(), site=site if part_analyte.sited else None,
                        qualifiers=qualifiers, source=f"{self.name} Observation/{row_id}")
             key = (pid, row["code"], when.time, row["site"], qualifiers, row["value"])
-            if key in self.same_content:
-                self.error(where, f"{prefix}value[x]", "duplicate: same patient, code, time, site and value as "
-                           "another Observation", "duplicate", f"Observation/{self.same_content[key]}")
+            if key in self.same_content:  # the same result recorded twice (Synthea: in two encounters)
+                self.warn(where, f"{prefix}value[x]", "the same result as another Observation (patient, code, "
+                          "time, site, qualifiers and value): read once", "repeated",
+                          f"Observation/{self.same_content[key]}")
                 continue
             self.same_content[key] = row_id
             self.observations.append(row)
+
+    def unused_code(self, resource: Any) -> str | None:
+        """The notice for an Observation none of whose codes (its own, its components') dosewatch reads;
+        None when dosewatch reads it. Raw codes are looked up once per distinct JSON text."""
+        if isinstance(resource, msgspec.Raw):
+            try:
+                head = _OBSERVATION_HEAD.decode(resource)
+            except msgspec.DecodeError:
+                return None  # not the shape of an Observation: validation names what is wrong
+            key = bytes(head.code)
+            if key not in self.code_notes:
+                code = orjson.loads(key) if key else None
+                self.code_notes[key] = None if self.analyte(code)[0] is not None else \
+                    f"code {_describe(code)} is not used by dosewatch"
+            note = self.code_notes[key]
+            components = orjson.loads(memoryview(head.component)) if note and len(head.component) else None
+        else:
+            code, components = resource.get("code"), resource.get("component")
+            note = None if self.analyte(code)[0] is not None else f"code {_describe(code)} is not used by dosewatch"
+        if note and isinstance(components, list) and any(
+                isinstance(c, dict) and self.analyte(c.get("code"))[0] is not None for c in components):
+            return None
+        return note
 
     def qualifiers(self, res: dict) -> str | None:
         """What tells this finding apart from another of the same code and time: the body position
@@ -715,6 +806,15 @@ def _id_from_url(url: str | None) -> str | None:
     return url.rsplit(":", 1)[-1] if url.startswith("urn:") else url.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _load_json(data: bytes) -> Any:
+    """JSON parsed by orjson (several times faster than the json module); on anything orjson refuses,
+    the json module, whose messages name the line and column (and which reads integers of any size)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8"))
+
+
 def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = False,
               known_patients: set[str] | None = None, cat: Catalog | None = None,
               doses_from: tuple[str, ...] = ("administration",)) -> ReadResult:
@@ -732,7 +832,11 @@ def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = F
     path = Path(path)
     reader = _Reader(path.name, known_patients, cat, doses_from)
     try:
-        bundle = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        try:
+            bundle = _lazy_bundle(data)
+        except (msgspec.DecodeError, orjson.JSONDecodeError):  # not a JSON object with a list of entries
+            bundle = _load_json(data)
     except json.JSONDecodeError as exc:
         reader.error(f"{path.name} line {exc.lineno} column {exc.colno}", "json", "malformed JSON", "file", exc.msg)
     except (OSError, UnicodeDecodeError) as exc:

@@ -105,12 +105,17 @@ def format_when(time: dt.datetime, time_known: bool, tz_offset_min: int | None =
 
 
 def _codings(concept: Any) -> list[dict]:
-    return [c for c in (concept or {}).get("coding", []) if isinstance(c, dict)]
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
 
 
 def _concept_text(concept: Any) -> str | None:
-    concept = concept or {}
-    return concept.get("text") or next((c["display"] for c in _codings(concept) if c.get("display")), None)
+    if not isinstance(concept, dict):
+        return None
+    text = concept.get("text")
+    if isinstance(text, str) and text:
+        return text
+    return next((c["display"] for c in _codings(concept) if isinstance(c.get("display"), str) and c["display"]), None)
 
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")

@@ -31,6 +31,29 @@ def _shape(value: Any, leaves: list) -> Any:
     return kind
 
 
+def _shallow_shape(value: dict, leaves: list) -> Any:
+    """``_shape`` of an object whose values are primitives or objects of primitives (a bundle entry's
+    fullUrl and request), in one loop without recursion; None for anything deeper (use ``_shape``)."""
+    out = []
+    for k, v in value.items():
+        kind = type(v)
+        if kind is dict:
+            inner = []
+            for k2, v2 in v.items():
+                kind2 = type(v2)
+                if kind2 is dict or kind2 is list:
+                    return None
+                inner.append((k2, kind2))
+                leaves.append(v2)
+            out.append((k, tuple(inner)))
+        elif kind is list:
+            return None
+        else:
+            out.append((k, kind))
+            leaves.append(v)
+    return tuple(out)
+
+
 def _leaves_ok(checks: list, leaves: list) -> bool:
     try:
         for (check, seen), value in zip(checks, leaves, strict=True):

@@ -187,9 +187,11 @@ def read_findings(df: pl.DataFrame, dom: str, file: str, subjects: set[str], pro
         [pl.col("qualifiers"), pl.format("VISITNUM={}", visit)], separator="; ", ignore_nulls=True))
         .otherwise(pl.col("qualifiers")).alias("qualifiers"))
     keyed = df.filter(pl.col("value").is_not_null() & pl.col("obs_time").is_not_null())
+    # The same result recorded twice (under two sequence numbers) is read once: nothing is lost, so a
+    # warning; two rows that differ in value are both read.
     log.flag(keyed, ~pl.struct(key).is_first_distinct(), tc,
-             "duplicate record: same subject, test, date/time, site, qualifiers and value as an earlier row",
-             kind="duplicate", detail=pl.format("as row {}", pl.col("_row").first().over(key)))
+             "the same result recorded twice (subject, test, date/time, site, qualifiers and value): read once",
+             "warning", kind="repeated", detail=pl.format("as row {}", pl.col("_row").first().over(key)))
     problems.extend(log.problems())
     df = log.drop(df)
     return df.select(
