@@ -88,6 +88,24 @@ def test_a_bound_without_a_number_is_kept_and_listed_as_not_graded(tmp_path):
     assert {"code": "K", "reason": "comparator without a number", "n": 1} in p1.not_graded
 
 
+def test_an_empty_finding_is_not_read_with_a_warning(tmp_path):
+    """No result and no --STAT NOT DONE (SDTMIG asks for one): nothing to read, nothing to misread."""
+    read = read_sdtm(append(study(tmp_path), "lb", K.format(seq=20, res="", day=3)))
+    [warning] = [p for p in read.problems if p.source == "lb.csv row 17"]
+    assert (warning.severity, warning.kind, warning.field) == ("warning", "no-result", "LBORRES")
+    assert "LB-P1-20" not in read.cohort.observations["obs_id"].to_list()
+
+
+def test_an_event_not_done_is_not_read(tmp_path):
+    """A solicited event whose diary was not kept (CESTAT NOT DONE) has no date: a notice, not an error."""
+    folder = set_header(study(tmp_path), "ce", ",CESTAT", ",")
+    append(folder, "ce", "DW01,CE,P1,2,Chills,Chills,,,,NOT DONE")
+    read = read_sdtm(folder)
+    assert [(p.field, p.severity, p.kind) for p in read.problems if p.source == "ce.csv row 3"] == [
+        ("CESTAT", "notice", "not-done")]
+    assert "CE-P1-2" not in read.cohort.events["event_id"].to_list()
+
+
 def test_a_result_that_is_not_a_number_nor_a_bound_is_still_an_error(tmp_path):
     with pytest.raises(InputError) as info:
         read_sdtm(append(study(tmp_path), "lb", K.format(seq=20, res="HAEMOLYSED", day=3)))

@@ -249,9 +249,12 @@ def _read_events(df: pl.DataFrame, dom: str, file: str, subjects: _Subjects, pro
         return empty(EVENTS_SCHEMA)
     log = Log(file)
     df = optional(df, [f"{p}TERM", f"{p}DECOD", f"{p}ENDTC", f"{p}TOXGR", f"{p}SEV", f"{p}OCCUR", f"{p}SPID",
-                       f"{p}PTCD", f"{p}LLTCD", "AESDTH", "AEOUT", "AESLIFE"])
-    # --OCCUR N: a pre-specified event that did not happen.
+                       f"{p}PTCD", f"{p}LLTCD", f"{p}STAT", "AESDTH", "AEOUT", "AESLIFE"])
+    # --OCCUR N: a pre-specified event that did not happen. --STAT NOT DONE: not asked (a diary not kept).
     df = df.filter((pl.col(f"{p}OCCUR").str.to_uppercase() != "N").fill_null(True))
+    not_done = (pl.col(f"{p}STAT").str.to_uppercase() == "NOT DONE").fill_null(False)
+    log.flag(df, not_done, f"{p}STAT", "not done (--STAT NOT DONE): nothing to read", "notice", kind="not-done")
+    df = log.drop(df)
     texts = set(df[f"{p}TERM"].drop_nulls().to_list()) | set(df[f"{p}DECOD"].drop_nulls().to_list())
     kinds = {t: k.code for t in texts if (k := cat.event_for_text(t))}
     as_code = lambda c: pl.col(c).replace_strict(kinds, default=None, return_dtype=pl.String)  # noqa: E731

@@ -116,8 +116,11 @@ def read_findings(df: pl.DataFrame, dom: str, file: str, subjects: set[str], pro
                               .then(pl.format(", {} '{}'", pl.lit(stresn), stresn)).otherwise(pl.lit(""))))
     log.flag(df, no_value & pl.col(orres).is_null() & pl.col(stresn).is_not_null(), stresn, "non-numeric result",
              kind="value", detail=pl.format("'{}'", stresn))
+    # An empty row (no result, and no --STAT NOT DONE that SDTMIG asks for then) holds nothing to read or
+    # misread: a warning; the monitor sees the test as not done.
     log.flag(df, no_value & pl.col(orres).is_null() & pl.col(stresn).is_null(), orres,
-             f"no result ({orres} and {stresn} are empty)", kind="value")
+             f"no result ({orres} and {stresn} are empty, and {p}STAT is not NOT DONE): nothing to read",
+             "warning", kind="no-result")
     bound_field = pl.when(from_or).then(pl.lit(orres)).otherwise(pl.lit(f"{p}STRESC"))
     for field in (orres, f"{p}STRESC"):
         log.flag(df, pl.col("comparator").is_not_null() & ~unquantified & (bound_field == field), field,
