@@ -45,6 +45,21 @@ def test_grade_adds_atoxgr_columns(tmp_path):
     assert graded["AVAL"].to_list() == pl.read_csv(src, infer_schema=False)["AVAL"].to_list()
 
 
+def test_adams_analysis_range_stands_in_for_the_normal_range(tmp_path):
+    """A1LO / A1HI are read where ANRLO / ANRHI are absent or empty: the same grades."""
+    src, out = write(tmp_path), tmp_path / "out.csv"
+    assert run(["grade", str(src), "-o", str(out)]).exit_code == 0
+    expected = pl.read_csv(out, infer_schema=False).select("ATOXGRL", "ATOXGRH")
+    renamed = write(tmp_path, header=HEADER.replace("ANRLO,ANRHI", "A1LO,A1HI"), name="a1.csv")
+    assert run(["grade", str(renamed), "-o", str(out)]).exit_code == 0
+    assert pl.read_csv(out, infer_schema=False).select("ATOXGRL", "ATOXGRH").equals(expected)
+    both = write(tmp_path, [r.replace(",3.5,5.1,4.0,", ",,,4.0,") + ",3.5,5.1" for r in ROWS],
+                 HEADER.strip() + ",A1LO,A1HI\n", name="both.csv")  # ANRLO/ANRHI empty for potassium
+    assert run(["grade", str(both), "-o", str(out)]).exit_code == 0
+    graded = pl.read_csv(out, infer_schema=False)
+    assert graded["ATOXGRH"][0] == "3" and graded["ATOXGRL"][1] == "1"  # K 6.5 and 3.2 against A1LO/A1HI
+
+
 def test_criteria_and_reading_options(tmp_path):
     src, out = write(tmp_path), tmp_path / "out.csv"
     assert run(["grade", str(src), "-o", str(out), "--reading", "admiral"]).exit_code == 0

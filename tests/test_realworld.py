@@ -337,3 +337,39 @@ def test_every_export_of_a_synthea_record_runs(tmp_path):
             assert result.exit_code == 0, (path.name, to, result.output)
         back = read_any(tmp_path / "x.json")
         assert back.errors == [] and back.cohort.events.height == read_any(path).cohort.events.height
+
+
+# -- through the trial server -------------------------------------------------------------------------
+
+def test_the_pilot_study_imports_into_the_trial_server_and_reports_what_it_did_not_use(tmp_path):
+    """The pilot zipped, as a data manager uploads it: every read row stored, notices grouped."""
+    import datetime as dt
+    import io
+    import zipfile
+
+    from dosewatch.store import admin, service
+    from dosewatch.store.db import Store
+    from dosewatch.store.scope import SYSTEM
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as z:
+        for name in ("DM.csv", "LB.csv", "VS.csv", "EX.csv", "AE.csv"):
+            z.write(PILOT / name, name)
+    store = Store(f"sqlite:///{tmp_path / 'trial.db'}", today=dt.date(2015, 1, 1))
+    try:
+        store.upgrade()
+        with store.writing() as session:
+            admin.add_site(session, "test", "701")
+            admin.add_trial(session, "test", "PILOT", "lenalidomide-cll-25mg-2007")
+        with store.writing() as session:
+            trial = admin.trial_by_code(session, "PILOT")
+            report = service.import_records(session, trial, SYSTEM, "sdtm", data.getvalue(), as_of=store.today(),
+                                            site="701", name="pilot.zip").as_dict()
+        read = read_any(PILOT)
+        assert report["created"]["observations"] == read.cohort.observations.height
+        assert report["created"]["doses"] == read.cohort.doses.height
+        assert report["counts"] == {"error": 0, "warning": 1442, "notice": 26666}
+        assert len(report["warnings"]) == 1442 and report["rejected"] == []
+        assert sum(g["count"] for g in report["notices"]) == 26666 and len(report["notices"]) < 40
+    finally:
+        store.dispose()

@@ -21,29 +21,9 @@ from dosewatch.io.sdtm import read_sdtm
 from dosewatch.io.sdtm_common import dates as _dates
 from dosewatch.io.sdtm_write import _dtc_text, adam_unit, adlb_frame, ae_frame, sdtm_frames, write_frame, write_sdtm
 from dosewatch.record import Cohort
+from sdtm_support import FIXTURE, append, replace, study
 
-FIXTURE = Path(__file__).parent / "data" / "sdtm" / "study"
 LB_ROWS = 16  # data rows in the fixture's lb.csv: an appended row is row 17
-
-
-def study(tmp_path: Path) -> Path:
-    folder = tmp_path / "study"
-    shutil.copytree(FIXTURE, folder)
-    return folder
-
-
-def append(folder: Path, domain: str, *lines: str) -> Path:
-    path = folder / f"{domain}.csv"
-    path.write_text(path.read_text() + "".join(line + "\n" for line in lines))
-    return folder
-
-
-def replace(folder: Path, domain: str, old: str, new: str) -> Path:
-    path = folder / f"{domain}.csv"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ changed row by row; the real pilot study is read in test_realworld.py)."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -15,29 +14,7 @@ from dosewatch.check import check_cohort
 from dosewatch.errors import InputError
 from dosewatch.io.sdtm import read_sdtm
 from dosewatch.io.sdtm_write import write_sdtm
-
-FIXTURE = Path(__file__).parent / "data" / "sdtm" / "study"
-
-
-def study(tmp_path: Path) -> Path:
-    folder = tmp_path / "study"
-    shutil.copytree(FIXTURE, folder)
-    return folder
-
-
-def append(folder: Path, domain: str, *lines: str) -> Path:
-    path = folder / f"{domain}.csv"
-    path.write_text(path.read_text() + "".join(line + "\n" for line in lines))
-    return folder
-
-
-def set_header(folder: Path, domain: str, extra: str, fill: str = "") -> Path:
-    """Add columns to a dataset: ``extra`` to the header, ``fill`` to every existing row."""
-    path = folder / f"{domain}.csv"
-    head, *rows = path.read_text().splitlines()
-    path.write_text("\n".join([head + extra] + [r + fill for r in rows]) + "\n")
-    return folder
-
+from sdtm_support import append, set_header, study
 
 def events_of(cohort, pid: str, term: str) -> list:
     return [e for r in check_cohort(cohort) if r.patient_id == pid for e in r.events if e.term == term]

@@ -51,7 +51,24 @@ class ProblemOut(BaseModel):
     source: str = Field(description='where: "<file> row <n>", a resource id, ...')
     field: str
     message: str
-    severity: str = Field(description="error or warning")
+    severity: str = Field(description="error (a record dosewatch would use but cannot trust), warning (an "
+                          "assumption dosewatch made) or notice (what dosewatch does not use)")
+    code: str | None = Field(None, description="the kind of problem: not-used, unit, date, duplicate, ...")
+    detail: str | None = Field(None, description="this record's own particulars")
+
+
+class ProblemGroupOut(BaseModel):
+    severity: str
+    file: str
+    row: int | None = Field(None, description="the first row (datasets)")
+    resource: str | None = Field(None, description="the first resource (bundles)")
+    field: str
+    code: str
+    message: str
+    count: int = Field(description="how many rows or resources")
+    rows: list[int] | None = None
+    resources: list[str] | None = None
+    details: list[str] | None = None
 
 
 class ImportReportOut(BaseModel):
@@ -59,7 +76,9 @@ class ImportReportOut(BaseModel):
     updated: dict[str, int]
     unchanged: dict[str, int]
     rejected: list[ProblemOut] = Field(description="records left out (only with skip_invalid; else 422)")
-    warnings: list[ProblemOut]
+    warnings: list[ProblemOut] = Field(description="assumptions made to read records (each record)")
+    notices: list[ProblemGroupOut] = Field(description="what was not used, grouped, with counts")
+    counts: dict[str, int] = Field(description="problems per severity")
     patients_changed: list[str] = Field(description="patients whose data changed (and were reassessed)")
 
 

@@ -17,7 +17,7 @@ import polars as pl
 from sqlalchemy import Column, MetaData, String, Table, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
-from ..errors import InputError, Problem
+from ..errors import InputError, Problem, counts, group_problems
 from ..io import ReadResult
 from ..record import DOSES_SCHEMA, EVENTS_SCHEMA, OBSERVATIONS_SCHEMA, PATIENTS_SCHEMA, Cohort
 from .audit import Change, append, canonical, chain
@@ -57,7 +57,8 @@ class ImportReport:
     updated: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
     rejected: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # assumptions made to read a record
+    notices: list[Problem] = field(default_factory=list)  # what was not used (reported grouped)
     patients: list[str] = field(default_factory=list)  # patients whose data changed
     changed_pks: list[int] = field(default_factory=list)
     new_patients: Cohort | None = None  # the complete record of the patients this import enrolled
@@ -65,6 +66,8 @@ class ImportReport:
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
                 "rejected": [p.as_dict() for p in self.rejected], "warnings": [p.as_dict() for p in self.warnings],
+                "notices": [g.as_dict() for g in group_problems(self.notices)],
+                "counts": counts(self.rejected + self.warnings + self.notices),
                 "patients_changed": self.patients}
 
 
@@ -159,7 +162,8 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
     the input has no patient row for (FHIR ``known_patients``). Raises ``InputError`` (nothing
     written) when anything is refused, unless ``skip_invalid``."""
     latest = latest or dt.date.today() + dt.timedelta(days=1)
-    report = ImportReport(warnings=[p for p in read.problems if p.severity != "error"])
+    report = ImportReport(warnings=[p for p in read.problems if p.severity == "warning"],
+                          notices=[p for p in read.problems if p.severity == "notice"])
     errors = [p for p in read.problems if p.severity == "error"]
     cohort, found = _future_dates(read.cohort, latest)
     errors += found
