@@ -56,8 +56,11 @@ def _read_csv_columns(name: str, data: bytes) -> tuple[pl.DataFrame, list[Proble
         if not (ok_open.all() and ok_close.all()):
             return None
         # A separator is inside a quoted field when an odd number of quotes come before it.
-        newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-        commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
+        # (the parity of a running count of quotes: one pass over the bytes, where searching each
+        # separator among the quotes took longer on files that quote every field)
+        inside = np.cumsum(buf == 34, dtype=np.uint8) & 1  # uint8 wraps at 256, which keeps the parity
+        newlines = newlines[inside[newlines] == 0]
+        commas = commas[inside[commas] == 0]
     ends = newlines if data.endswith(b"\n") else np.append(newlines, len(data))
     if not ends.size:
         return None
