@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -794,6 +795,7 @@ def _describe(concept: Any) -> str:
     return ", ".join(codes + shown) or "(none)"
 
 
+@lru_cache(maxsize=8192)
 def _relative(ref: str, rtype: str) -> str | None:
     """'Patient/p1' from 'Patient/p1', 'http://host/fhir/Patient/p1' or 'Patient/p1/_history/2'."""
     m = re.search(rf"(?:^|/){rtype}/([A-Za-z0-9\-.]{{1,64}})(?:/_history/[^/]+)?$", ref)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 from ..analytes import FINDING, LOINC  # noqa: F401  (shared by the reader and the writers)
@@ -74,6 +74,19 @@ class When(NamedTuple):
 
 
 def parse_when(text: Any) -> When:
+    """A FHIR date, dateTime or instant, keeping the wall-clock time and the UTC offset apart (see
+    ``_parse_when``); a text is parsed once, as an export repeats each encounter's time."""
+    if isinstance(text, str):
+        return _parse_when_text(text)
+    return _parse_when(text)
+
+
+@lru_cache(maxsize=8192)
+def _parse_when_text(text: str) -> When:
+    return _parse_when(text)
+
+
+def _parse_when(text: Any) -> When:
     """A FHIR date, dateTime or instant, keeping the wall-clock time and the UTC offset apart.
 
     Raises ValueError for anything but a full date (a year or year-month is too vague to grade)."""
