@@ -174,6 +174,21 @@ def test_pilot_age_stands_in_for_a_missing_birth_date(tmp_path):
     assert compared > 200
 
 
+def test_pilot_adlb_export_grades_again_with_the_grade_command(tmp_path):
+    """The exported ADLB is a file `dosewatch grade` reads (as ADaM writes it: AVAL, AVALU, ANRLO/ANRHI)."""
+    assert run("export", PILOT, "--to", "adlb", "-o", tmp_path / "adlb.csv", "--study-drug", "xanomeline").exit_code == 0
+    out = run("grade", tmp_path / "adlb.csv", "-o", tmp_path / "graded.csv")
+    assert out.exit_code == 0, out.output
+    graded = pl.read_csv(tmp_path / "graded.csv", infer_schema=False)
+    exported = pl.read_csv(tmp_path / "adlb.csv", infer_schema=False)
+    assert graded.height == exported.height == read_any(PILOT).cohort.observations.filter(
+        pl.col("code").is_in(["ALB", "ALP", "ALT", "AST", "BILI", "CA", "CHOL", "CK", "CREAT", "GGT", "GLUC", "HGB",
+                              "K", "LYM", "PHOS", "PLAT", "SODIUM", "URATE", "WBC"])).height
+    # graded in canonical units by `grade`, in the reported unit by the export: the same grade on nearly every row
+    same = (graded["ATOXGRH"].fill_null("") == exported["ATOXGRH"].fill_null("")).sum()
+    assert same / graded.height > 0.99
+
+
 def test_pilot_every_export_runs_and_keeps_the_study_id(tmp_path):
     for to, out in (("sdtm", tmp_path / "sdtm"), ("adlb", tmp_path / "adlb.csv"), ("ae", tmp_path / "ae.csv"),
                     ("fhir", tmp_path / "pilot.json"), ("fhir-ae", tmp_path / "ae.json")):
@@ -204,6 +219,16 @@ def test_synthea_every_resource_is_read_or_reported(path):
         key = f"{r['resourceType']}/{r['id']}"
         assert key in read or key in reported or r["resourceType"] == "DiagnosticReport", key
     assert counts(result.problems)["error"] == 0
+
+
+@pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.name.split("_")[0])
+def test_synthea_validate_reports_no_error_and_counts_every_notice(path):
+    out = run("validate", path, "--format", "json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["counts"]["error"] == 0 and report["counts"]["notice"] > 50
+    assert sum(p["count"] for p in report["problems"]) == sum(report["counts"].values())
+    assert all("resource" in p for p in report["problems"])
 
 
 @pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.name.split("_")[0])
