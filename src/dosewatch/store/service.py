@@ -488,9 +488,11 @@ def _jsonable(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------ export
 
 def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[bytes, str, str]:
-    """(content, media type, file name) of the viewer's part of the trial as FHIR, SDTM (zip) or ADLB."""
+    """(content, media type, file name) of the viewer's part of the trial as FHIR, SDTM (zip), ADLB or
+    a submission package (zip: Dataset-JSON v1.1, Define-XML 2.1, XPT)."""
     cohort = load_cohort(session, trial.id, viewer)
-    day1 = cohort.first_dose_dates(trial_protocol(session, trial).study_drug.drug)
+    protocol = trial_protocol(session, trial)
+    day1 = cohort.first_dose_dates(protocol.study_drug.drug)
     if fmt == "fhir":
         import json
 
@@ -506,10 +508,22 @@ def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[by
                 for path in write_sdtm(cohort, Path(tmp), studyid=trial.code):
                     zf.write(path, path.name)
             return buf.getvalue(), "application/zip", f"{trial.code}-sdtm.zip"
+        if fmt == "submission":
+            from ..submission import build_package, write_package
+
+            package = build_package(cohort, study_drug=protocol.study_drug.drug, criteria=protocol.surveillance.ctcae,
+                                    tls_criteria=protocol.surveillance.tls, studyid=trial.code)
+            files = write_package(package, Path(tmp), study_name=trial.code, protocol_name=protocol.id,
+                                  description=f"{trial.code}: {protocol.title}")
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for path in files:
+                    zf.write(path, path.name)
+            return buf.getvalue(), "application/zip", f"{trial.code}-submission.zip"
         if fmt == "adlb":
             from ..export import write_adlb
 
             out = Path(tmp) / "adlb.csv"
             write_adlb(cohort, day1, out, "ctcae-5.0")
             return out.read_bytes(), "text/csv", f"{trial.code}-adlb.csv"
-    raise Refused(f"unknown export format {fmt!r}: use fhir, sdtm or adlb")
+    raise Refused(f"unknown export format {fmt!r}: use fhir, sdtm, adlb or submission")

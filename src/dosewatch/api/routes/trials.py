@@ -59,6 +59,7 @@ class ExportFormat(str, Enum):
     fhir = "fhir"
     sdtm = "sdtm"
     adlb = "adlb"
+    submission = "submission"
 
 
 SkipInvalid = Annotated[bool, Query(description="keep the valid part and report the rest (default: all or nothing)")]
@@ -188,7 +189,8 @@ def delete_record(trial: str, kind: RecordKind, record_id: Annotated[str, Path(m
                                      reason, store.today())
 
 
-EXPORT_DOC = {200: {"description": "the file: a FHIR Bundle, a zip of SDTM datasets or ADLB as CSV", "content": {
+EXPORT_DOC = {200: {"description": "the file: a FHIR Bundle, a zip of SDTM datasets, ADLB as CSV, or a zip of the "
+                                   "submission package (Dataset-JSON v1.1, define.xml, define.html, XPT)", "content": {
     "application/fhir+json": {"schema": {"type": "object"}}, "application/zip": {"schema": {"type": "string", "format": "binary"}},
     "text/csv": {"schema": {"type": "string"}}}}}
 
