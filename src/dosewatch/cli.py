@@ -260,6 +260,10 @@ from .escalation.cohort_cli import cohort_app  # noqa: E402
 
 app.add_typer(cohort_app, name="cohort")
 
+from .review.cli import report_app  # noqa: E402  (light: heavy imports happen inside its command)
+
+app.add_typer(report_app, name="report")
+
 protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 

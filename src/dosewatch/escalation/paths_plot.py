@@ -93,6 +93,13 @@ def svg(paths: DosePaths, title: str | None = None) -> str:
     return text[text.index("<svg"):]
 
 
+def png_img(paths: DosePaths, title: str | None = None) -> str:
+    """The tree as an <img> with a PNG data URI (for printed documents)."""
+    from ..review.charts import image
+
+    return image(draw(paths, title), title or "dose-transition pathways")
+
+
 def write(paths: DosePaths, path: str | Path, title: str | None = None) -> Path:
     """Write the tree to ``path``; the suffix picks the format (.svg, .png or .pdf)."""
     import matplotlib.pyplot as plt

@@ -471,6 +471,39 @@ async def cohort_decision(request: Request, trial: str) -> Response:
     return RedirectResponse(f"/trials/{quote(trial)}/cohort?{query}#decisions", status_code=303)
 
 
+@router.get("/trials/{trial}/cohort/packet.pdf")
+def cohort_packet(request: Request, trial: str, design: str = "3+3", target: str = "", skeleton: str = "") -> Response:
+    """The safety review packet (PDF) of the board as shown: the same design, target and skeleton."""
+    from ..review.packet import pdf_bytes, render_html
+    from ..review.server import trial_packet
+
+    viewer = logged_in(request)
+    if design not in queries.DESIGNS:
+        raise WebError(400, f"design is one of {', '.join(queries.DESIGNS)}")
+    store = store_of(request)
+    try:
+        options: dict[str, Any] = {"target": float(target)} if target.strip() else {}
+        if skeleton.strip():
+            options["skeleton"] = parse_skeleton(skeleton[:500])
+    except ValueError:
+        raise WebError(400, "the target is a number between 0 and 1; the skeleton one probability per level") from None
+    with store.reading() as session, translated():
+        t = trial_or_404(session, trial)
+        if design in queries.CRM_DESIGNS and "skeleton" not in options and "target" in options:
+            levels = queries.trial_protocol(session, t).study_drug.levels
+            options["skeleton"] = queries.default_skeleton(options["target"], len(levels))
+        try:
+            content, cohort = trial_packet(session, t, viewer, as_of=store.today(), design=design,
+                                           design_options=options)
+        except ValueError as exc:
+            raise WebError(400, str(exc)) from None
+    name = f"{trial}-safety-review-{store.today().isoformat()}.pdf"
+    response = Response(pdf_bytes(render_html(content, cohort)), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 @router.post("/trials/{trial}/cohort/decisions/{decision_id}/sign")
 async def cohort_sign(request: Request, trial: str, decision_id: int) -> Response:
     """A signature on a recorded cohort decision (the committee chair's approval)."""
