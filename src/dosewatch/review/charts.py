@@ -65,7 +65,7 @@ def swimmer_svg(content, cohort) -> str:
                 last_day = max(last_day, day)
         if a and a.dlt.get("status") == "DLT":
             day = a.dlt["study_day"]
-            ax.plot(day, y, marker="*", color="#c62828", markersize=11, markeredgecolor="white")
+            ax.plot(day, y, marker="*", color="#ffd54f", markersize=13, markeredgecolor="black", markeredgewidth=0.8)
         death = cohort.patients.filter((pl.col("patient_id") == r.patient_id) & pl.col("deceased_date").is_not_null()
                                        & (pl.col("deceased_date") <= content.as_of))
         if death.height:
@@ -81,7 +81,7 @@ def swimmer_svg(content, cohort) -> str:
     ax.set_xlabel("study day (day 1 = first dose)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=LEVEL_COLOURS[(lv.level - 1) % len(LEVEL_COLOURS)],
                              label=f"level {lv.level}: {lv.dose:g} {drug.unit}") for lv in drug.levels]
-    handles += [plt.Line2D([], [], marker="*", ls="", color="#c62828", label="DLT"),
+    handles += [plt.Line2D([], [], marker="*", ls="", color="#ffd54f", markeredgecolor="black", label="DLT"),
                 plt.Line2D([], [], marker="v", ls="", color="#424242", label="grade >= 3 event"),
                 plt.Line2D([], [], marker="X", ls="", color="black", label="death")]
     ax.legend(handles=handles, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18 if len(rows) < 8

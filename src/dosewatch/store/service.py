@@ -287,12 +287,7 @@ def decide_dose_action(session: Session, viewer: Viewer, action_id: int, decisio
     from .signatures import check_request, sign, signatures_of
 
     require(viewer, "decide_dose")
-    row = session.execute(scoped(select(DoseAction, Patient.patient_id)
-                                 .join(Patient, Patient.id == DoseAction.patient_pk)
-                                 .where(DoseAction.id == action_id), DoseAction, viewer)).first()
-    if row is None:
-        raise NotFound(f"no dose action {action_id}")
-    action, pid = row
+    action, pid = dose_action_row(session, viewer, action_id)
     if decision not in ("accepted", "overridden"):
         raise Refused("decision is accepted or overridden")
     if decision == "overridden" and not (reason and reason.strip()):
@@ -315,16 +310,21 @@ def decide_dose_action(session: Session, viewer: Viewer, action_id: int, decisio
     return out
 
 
-def dose_action(session: Session, viewer: Viewer, action_id: int) -> dict[str, Any]:
-    """One dose action at the viewer's sites, with its signatures."""
-    from .signatures import signatures_of
-
+def dose_action_row(session: Session, viewer: Viewer, action_id: int) -> tuple[DoseAction, str]:
+    """(dose action, patient id) at the viewer's sites; NotFound otherwise."""
     row = session.execute(scoped(select(DoseAction, Patient.patient_id)
                                  .join(Patient, Patient.id == DoseAction.patient_pk)
                                  .where(DoseAction.id == action_id), DoseAction, viewer)).first()
     if row is None:
         raise NotFound(f"no dose action {action_id}")
-    out = _dose_action_dict(*row)
+    return row[0], row[1]
+
+
+def dose_action(session: Session, viewer: Viewer, action_id: int) -> dict[str, Any]:
+    """One dose action at the viewer's sites, with its signatures."""
+    from .signatures import signatures_of
+
+    out = _dose_action_dict(*dose_action_row(session, viewer, action_id))
     out["signatures"] = signatures_of(session, "dose_action", [action_id]).get(action_id, [])
     return out
 

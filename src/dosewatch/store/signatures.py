@@ -121,15 +121,9 @@ def sign_cohort_decision(session: Session, trial, viewer: Viewer, decision_id: i
 
 def sign_dose_action(session: Session, viewer: Viewer, action_id: int, request: SignatureRequest) -> dict[str, Any]:
     """Sign a decided dose action at one of the viewer's sites."""
-    from .models import DoseAction, Patient
-    from .scope import NotFound, scoped
+    from .service import dose_action_row
 
-    row = session.execute(scoped(select(DoseAction, Patient.patient_id)
-                                 .join(Patient, Patient.id == DoseAction.patient_pk)
-                                 .where(DoseAction.id == action_id), DoseAction, viewer)).first()
-    if row is None:
-        raise NotFound(f"no dose action {action_id}")
-    action, pid = row
+    action, pid = dose_action_row(session, viewer, action_id)
     if action.status not in ("accepted", "overridden"):
         raise Refused(f"dose action {action_id} is {action.status}: only a decision is signed")
     return sign(session, viewer, "dose_action", action.id, request, trial_id=action.trial_id, site_id=action.site_id,
