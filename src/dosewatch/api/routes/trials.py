@@ -211,7 +211,11 @@ class PacketFormat(str, Enum):
 PACKET_DOC = {200: {"description": "the safety review packet (PDF or HTML), or its CONSORT-DEFINE / SPIRIT-DEFINE "
                                    "items (JSON)", "content": {
     "application/pdf": {"schema": {"type": "string", "format": "binary"}}, "text/html": {"schema": {"type": "string"}},
-    "application/json": {"schema": {"type": "object"}}}}}
+    "application/json": {"schema": {"type": "object", "required": ["source", "trial", "as_of", "spirit_define",
+                                                                   "consort_define"], "properties": {
+        "source": {"type": "string"}, "trial": {"type": "string"}, "as_of": {"type": "string", "format": "date"},
+        "spirit_define": {"type": "object", "description": "SPIRIT-DEFINE items the protocol and design answer"},
+        "consort_define": {"type": "object", "description": "CONSORT-DEFINE items the records answer"}}}}}}}
 
 
 @router.get("/{trial}/packet", response_class=Response, responses=PACKET_DOC)
