@@ -38,28 +38,46 @@ def setup() -> None:
         STAMP.write_text(wanted)
 
 
+def _missing_pango() -> list[str]:
+    """Debian packages WeasyPrint (the safety review packet's PDF) needs at run time, if missing."""
+    from ctypes.util import find_library
+
+    missing = [pkg for pkg, lib in (("libpango-1.0-0", "pango-1.0"), ("libpangoft2-1.0-0", "pangoft2-1.0"))
+               if not find_library(lib)]
+    if not Path("/usr/share/fonts/truetype/dejavu").exists():
+        missing.append("fonts-dejavu-core")
+    return missing
+
+
+def debian(packages: list[str], why: str) -> None:
+    """Install Debian packages with apt-get (root, or sudo without a password); say so when it cannot."""
+    if not packages:
+        return
+    apt = shutil.which("apt-get")
+    prefix = [] if os.name != "nt" and os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if not apt or prefix is None:
+        print(f"note: {', '.join(packages)} missing and cannot be installed here (no apt-get or no root): {why}",
+              flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([*prefix, apt, "-qq", "update"], [*prefix, apt, "-y", "-qq", "install", *packages]):
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
 def browser() -> None:
     """The browser tests drive Debian's chromium (never a downloaded browser): install it if missing."""
     if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
         return
-    apt = shutil.which("apt-get")
-    if not apt:
-        print("note: no chromium and no apt-get: the browser tests will be skipped", flush=True)
-        return
-    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    if prefix is None:
-        print("note: chromium is missing and installing it needs root: the browser tests will be skipped", flush=True)
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([*prefix, apt, "-qq", "update"], [*prefix, apt, "-y", "-qq", "install", "chromium"]):
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    debian(["chromium"], "the browser tests will be skipped")
 
 
 def main() -> None:
     task = sys.argv[1] if len(sys.argv) > 1 else "demo"
     rest = sys.argv[2:]
     setup()
+    if task in ("demo", "test"):
+        debian(_missing_pango(), "the safety review packet's PDF cannot be made")
     if task == "demo":
         sh(BIN / "dosewatch", "serve", "--demo", *rest)
     elif task == "test":

@@ -157,13 +157,13 @@ def test_investigator_overrides_a_dose_action_with_a_reason(server, browser, sho
     page = log_in(browser, server, "investigator")
     page.goto(server + "/trials/demo/patients/seed-2")
     form = page.locator("form.decision").first
-    form.get_by_role("radio", name="Override").check()
+    form.get_by_role("radio", name="Override", exact=True).check()
     form.get_by_role("button", name="Save decision").click()
     # The browser refuses nothing here (the reason is optional for accept); the server refuses the override.
     # htmx: the refusal appears next to the form, which keeps what was entered
     action = form.locator("xpath=ancestor::article").get_attribute("id")
     page.locator(f"#{action}-problem").get_by_text("an override needs the reason").wait_for()
-    assert form.get_by_role("radio", name="Override").is_checked()
+    assert form.get_by_role("radio", name="Override", exact=True).is_checked()
     form.get_by_label("Reason (required to override)").fill("Neutrophils recovered; continue at level 4")
     form.get_by_role("button", name="Save decision").click()
     page.locator(f"#{action} .flash").get_by_text("Decision saved").wait_for()
@@ -196,4 +196,60 @@ def test_statistician_reads_crm_and_records_the_cohort_decision(server, browser,
     assert "overridden" in row.inner_text() and "Safety board: one level lower first" in row.inner_text()
     page.locator("#decisions").scroll_into_view_if_needed()
     page.screenshot(path=shots / "cohort-decision.png")
+    page.context.close()
+
+
+def test_signing_decisions_and_downloading_the_packet(server, browser, shots, tmp_path):
+    """The investigator signs a dose decision; the statistician records and signs the cohort decision;
+    the investigator (the committee chair) co-signs it on the board; the packet downloaded from the
+    board carries both signatures."""
+    page = log_in(browser, server, "investigator")
+    page.goto(server + "/trials/demo/patients/seed-1")
+    form = page.locator("form.decision").first
+    action = form.locator("xpath=ancestor::article").get_attribute("id")
+    form.get_by_role("radio", name="Accept", exact=True).check()
+    form.get_by_label("Your password, again").fill("not my password")
+    form.get_by_role("radio", name=re.compile("^Approved")).check()
+    form.get_by_role("button", name="Save decision").click()
+    page.locator(f"#{action}-problem").get_by_text("password is not right").wait_for()
+    form.get_by_label("Your password, again").fill(PASSWORD)
+    form.get_by_role("button", name="Save decision").click()
+    page.locator(f"#{action} .flash").get_by_text("Signed").wait_for()
+    assert "Approved by investigator (investigator)" in page.locator(f"#{action}").inner_text()
+    page.screenshot(path=shots / "dose-decision-signed.png")
+
+    stat = log_in(browser, server, "statistician")
+    stat.goto(server + "/trials/demo/cohort?design=boin&target=0.3")
+    form = stat.locator("form.decision")
+    form.get_by_role("radio", name=re.compile("^Accept the recommendation")).check()
+    form.get_by_label("Your password, again").fill(PASSWORD)
+    form.get_by_role("radio", name=re.compile("^Approved")).check()
+    form.get_by_role("button", name="Record the decision").click()
+    stat.get_by_text("Signed:").wait_for()
+    stat.context.close()
+
+    page.goto(server + "/trials/demo/cohort?design=boin&target=0.3")
+    row = page.locator("table.decisions tbody tr").first
+    assert "by statistician (statistician)" in row.inner_text()
+    row.get_by_text(re.compile("^Sign decision")).click()
+    row.get_by_label("Your password, again").fill(PASSWORD)
+    row.get_by_role("radio", name=re.compile("^Approved")).check()
+    row.get_by_role("button", name="Sign").click()
+    page.get_by_text("Signed:").wait_for()
+    row = page.locator("table.decisions tbody tr").first
+    assert "by investigator (investigator)" in row.inner_text()
+    page.locator("#decisions").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "cohort-signed.png")
+
+    with page.expect_download(timeout=180_000) as info:  # the packet is made on the request: seconds
+        page.get_by_role("link", name="Download the safety review packet (PDF)").click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.name == "demo-safety-review-2007-07-22.pdf" and path.read_bytes().startswith(b"%PDF-")
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(path).pages).split())
+    assert "Safety review packet: demo" in text
+    signed = text[text.index("9. Decision and signatures"):]
+    assert "statistician statistician approved" in signed and "investigator investigator approved" in signed
     page.context.close()

@@ -721,6 +721,7 @@ def test_dose_decision_through_htmx_returns_only_the_action(app):
     assert "an override needs the reason" in r.text
     r = client.post(url, headers=headers, data={"csrf": csrf_of(html), "decision": "overridden", "reason": "resume"})
     assert r.status_code == 200 and r.text.strip().startswith(f'<article class="action" id="action-{action}">')
-    assert "Overridden by investigator" in r.text and "Decision saved" in r.text and "<form" not in r.text
+    assert "Overridden by investigator" in r.text and "Decision saved" in r.text and "/decision\"" not in r.text
+    assert f'/dose-actions/{action}/sign"' in r.text  # the decided action offers its signature instead
     with app.state.store.reading() as session:
         assert session.get(DoseAction, action).status == "overridden"

@@ -173,14 +173,16 @@ class ExportFormat(str, Enum):
     adlb = "adlb"
     ae = "ae"
     fhir_ae = "fhir-ae"
+    submission = "submission"
 
 
 @app.command()
 def export(
     input: Annotated[Path, typer.Argument(help="A FHIR R4 Bundle (.json) or a folder of SDTM datasets")],
     to: Annotated[ExportFormat, typer.Option("--to", help="fhir: Bundle; sdtm: folder of datasets; adlb: graded "
-                                             "ADaM ADLB; ae: SDTM AE of detected events; fhir-ae: AdverseEvent Bundle")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File (or folder for sdtm) to write")],
+                                             "ADaM ADLB; ae: SDTM AE of detected events; fhir-ae: AdverseEvent Bundle; "
+                                             "submission: SDTM + ADaM as Dataset-JSON v1.1 with Define-XML 2.1 and XPT")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File (or folder for sdtm, submission) to write")],
     study_drug: Annotated[str, typer.Option(help="Study drug: its first dose is study day 1")] = "lenalidomide",
     criteria: Annotated[Criteria, typer.Option(help="Grading criteria for adlb")] = Criteria.ctcae_5,
     tls: Annotated[TlsCriteria, typer.Option(help="Tumor lysis syndrome definition for ae / fhir-ae")] = TlsCriteria.cairo_bishop,
@@ -189,7 +191,8 @@ def export(
     codes: CodesOption = None,
     doses_from: DosesFromOption = "administration",
 ) -> None:
-    """Write records as FHIR or SDTM, labs as graded ADLB, or detected events as SDTM AE / FHIR AdverseEvent."""
+    """Write records as FHIR or SDTM, labs as graded ADLB, detected events as SDTM AE / FHIR AdverseEvent,
+    or a submission package (Dataset-JSON v1.1, Define-XML 2.1, XPT)."""
     from .errors import InputError
     from .export import check_output, export_path
 
@@ -256,6 +259,10 @@ app.add_typer(design_app, name="design")
 from .escalation.cohort_cli import cohort_app  # noqa: E402
 
 app.add_typer(cohort_app, name="cohort")
+
+from .review.cli import report_app  # noqa: E402  (light: heavy imports happen inside its command)
+
+app.add_typer(report_app, name="report")
 
 protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")

@@ -12,14 +12,14 @@ from .io import ReadOptions, read_any
 def check_output(to: str, output: Path) -> None:
     """Refuse an output path the format cannot be written to before any work is done."""
     output = Path(output)
-    if to == "sdtm":
+    if to in ("sdtm", "submission"):
         if output.exists() and not output.is_dir():
-            raise ValueError(f"{output}: sdtm writes a folder of datasets, and this is a file")
+            raise ValueError(f"{output}: {to} writes a folder of datasets, and this is a file")
     elif to in ("adlb", "ae") and output.suffix.lower() not in (".csv", ".xpt"):
         raise ValueError(f"{output}: write {to} as .csv or .xpt")
     elif to in ("fhir", "fhir-ae") and output.suffix.lower() != ".json":
         raise ValueError(f"{output}: write {to} as .json")
-    parent = output if to == "sdtm" else output.parent
+    parent = output if to in ("sdtm", "submission") else output.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
@@ -43,6 +43,13 @@ def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenali
         write_sdtm(cohort, output)
     elif to == "adlb":
         write_adlb(cohort, day1, output, criteria)
+    elif to == "submission":
+        from .submission import build_package, study_of, write_package
+
+        package = build_package(cohort, study_drug=study_drug, criteria=criteria, tls_criteria=tls_criteria)
+        study = study_of(package)
+        write_package(package, output, study_name=study, protocol_name=study,
+                      description=f"{study}: {study_drug} (dosewatch export of {Path(input).name})")
     elif to in ("ae", "fhir-ae"):
         from .check import CheckSettings, check_cohort
 
@@ -62,12 +69,17 @@ def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenali
 
 
 def write_adlb(cohort, day1, output: Path, criteria: str) -> None:
+    """ADaM ADLB rows with ATOXGRL/ATOXGRH (``graded_adlb``) written as CSV or XPT."""
+    from .io.sdtm_write import write_frame
+
+    write_frame(graded_adlb(cohort, day1, criteria), output)
+
+
+def graded_adlb(cohort, day1, criteria: str) -> pl.DataFrame:
     """ADaM ADLB rows (SDTM writer) with ATOXGRL/ATOXGRH from the grading engine, graded in the
     unit each value was reported in, joined on the observation id."""
-    from .check import graded_labs
-    from .io.sdtm_write import adlb_frame, write_frame
-
-    from .check import NOTHING_TO_GRADE
+    from .check import NOTHING_TO_GRADE, graded_labs
+    from .io.sdtm_write import adlb_frame
 
     # Why a grade is empty where there was something to grade (no LLN/ULN, a unit the criteria do not grade):
     # ATOXRSNL / ATOXRSNH, as `dosewatch grade` writes it.
@@ -82,5 +94,4 @@ def write_adlb(cohort, day1, output: Path, criteria: str) -> None:
         why("low").alias("ATOXRSNL"),
         why("high").alias("ATOXRSNH"),
     )
-    adlb = adlb_frame(cohort, day1).join(grades, on="obs_id", how="left")
-    write_frame(adlb, output)
+    return adlb_frame(cohort, day1).join(grades, on="obs_id", how="left")

@@ -235,6 +235,26 @@ def trials_set_protocol(
     typer.echo(f"trial {code} now on protocol version {version}; {n} patient(s) reassessed as of {day}")
 
 
+@trials_app.command("signatures")
+def trials_signatures(
+    code: Annotated[str, typer.Argument(help="Trial code")],
+    required: Annotated[bool, typer.Option("--required/--optional", help="Require an electronic signature "
+                                           "(password again, meaning) on every cohort decision and dose action")],
+    reason: Annotated[str, typer.Option(help="Why (audited)")],
+    db: DbOpt = None,
+) -> None:
+    """Require electronic signatures on the trial's decisions, or make them optional."""
+    from .store.admin import require_signatures, trial_by_code
+    from .store.scope import NotFound, Refused
+
+    try:
+        with _store(db).writing() as session:
+            require_signatures(session, _actor(), trial_by_code(session, code), required, reason)
+    except (NotFound, Refused) as exc:
+        _fail(exc)
+    typer.echo(f"trial {code}: signatures {'required' if required else 'optional'}")
+
+
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 
 
@@ -245,13 +265,15 @@ def _audit_group() -> None:
 
 @audit_app.command("verify")
 def audit_verify(db: DbOpt = None) -> None:
-    """Check the audit trail's hash chain; names the first entry edited, removed or reordered. Exit 1 if any."""
+    """Check the audit trail's hash chain and every electronic signature against its record; names the
+    first entry edited, removed or reordered, or the signed record changed. Exit 1 if any."""
     from .store.audit import verify
 
     with _store(db).reading() as session:
         result = verify(session)
     if result.ok:
-        typer.echo(f"audit trail intact: {result.entries} entries")
+        typer.echo(f"audit trail intact: {result.entries} entries, {result.signatures} signature(s) match "
+                   "their records")
         return
     typer.echo(f"audit trail broken at entry {result.first_bad}: {result.problem}")
     raise typer.Exit(code=1)

@@ -178,6 +178,19 @@ class AlertOut(BaseModel):
     ack_note: str | None
 
 
+class SignatureOut(BaseModel):
+    id: int
+    entity: str = Field(description="cohort_decision or dose_action")
+    entity_id: int
+    signer: str
+    role: str
+    meaning: str = Field(description="reviewed, approved or overridden")
+    statement: str = Field(description="what the meaning says, as shown to the signer")
+    reason: str | None
+    signed_at: str = Field(description="UTC, ISO 8601")
+    record_hash: str = Field(description="SHA-256 of the signed record's content, checked by audit verify")
+
+
 class DoseActionOut(_Open):
     id: int
     patient_id: str
@@ -194,6 +207,7 @@ class DoseActionOut(_Open):
     decided_by: str | None
     decided_at: str | None
     decision_reason: str | None
+    signatures: list[SignatureOut] = []
 
 
 class CohortRowOut(BaseModel):
@@ -223,6 +237,22 @@ class CohortDecisionOut(BaseModel):
     decision: str
     dose_level: int | None
     recommendation: dict[str, Any]
+    supersedes: int | None = None
+    signatures: list[SignatureOut] = []
+
+
+class CohortDecisionListOut(_Open):
+    id: int
+    design: str
+    decision: str
+    dose_level: int | None
+    recommended: int | None
+    reason: str | None
+    decided_by: str
+    decided_at: str
+    supersedes: int | None
+    superseded_by: int | None
+    signatures: list[SignatureOut]
 
 
 class DeletedOut(BaseModel):
@@ -254,3 +284,4 @@ class VerificationOut(BaseModel):
     entries: int
     first_bad_entry: int | None
     problem: str | None
+    signatures: int = Field(0, description="electronic signatures checked against their records")

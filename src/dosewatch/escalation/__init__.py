@@ -21,7 +21,7 @@ _LAZY = {
     "BOIN": "boin", "boin_boundaries": "boin", "boin_lambdas": "boin", "select_mtd": "boin",
     "CRM": "crm", "fit_crm": "crm", "get_prior": "crm", "CrmFit": "crm",
     "TiteBOIN": "tite_boin", "ThreePlusThree": "three_plus_three",
-    "DontSkip": "wrappers", "Coherent": "wrappers", "StopWhenTooToxic": "wrappers", "make_crm": "wrappers",
+    "DontSkip": "wrappers", "Coherent": "wrappers", "CoherentAtDose": "wrappers", "StopWhenTooToxic": "wrappers", "make_crm": "wrappers",
     "read_cohort": "cohort_io",
 }
 
@@ -35,17 +35,19 @@ def __getattr__(name: str) -> Any:
 def make_design(design: str, target: float | None = None, *, levels: int | None = None, skeleton=None,
                 model: str = "empiric", intercept: float = 3.0, prior_sd: float | None = None,
                 window: float | None = None, weights: str = "linear", max_pending: float = 0.5,
-                cohort_size: int = 3, restrict: bool = True, safety_stop: float | None = None,
+                cohort_size: int = 3, restrict: bool = True, rules: str = "crmsim", safety_stop: float | None = None,
                 p_saf: float | None = None, p_tox: float | None = None, cutoff_eli: float = 0.95,
-                extrasafe: bool = False, offset: float = 0.05, n_earlystop: int = 100, bound_mtd: bool = False):
+                extrasafe: bool = False, offset: float = 0.05, n_earlystop: int = 100, bound_mtd: bool = False,
+                variant: str = "korn"):
     """One of the designs by its command-line name, configured with the command-line defaults:
-    CRM / TITE-CRM get crmsim's restrictions (``restrict``) and an optional safety stop."""
+    CRM / TITE-CRM get crmsim's restrictions (``restrict``; ``rules`` picks dtpcrm's instead) and
+    an optional safety stop; ``variant`` is the 3+3's (``korn`` or brockk/escalation's)."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}: use one of {', '.join(DESIGNS)}")
     if design == "3+3":
         from .three_plus_three import ThreePlusThree
 
-        return ThreePlusThree(_need_levels(levels, design))
+        return ThreePlusThree(_need_levels(levels, design), variant=variant)
     if target is None:
         raise ValueError(f"design {design} needs a target toxicity probability")
     if design == "boin":
@@ -70,7 +72,7 @@ def make_design(design: str, target: float | None = None, *, levels: int | None 
         raise ValueError(f"--levels {levels} differs from the skeleton's {len(skeleton)} levels")
     if design == "tite-crm" and window is None:
         raise ValueError("TITE-CRM needs the DLT window in days (--window)")
-    return make_crm(list(skeleton), target, cohort_size=cohort_size, restrict=restrict, safety_stop=safety_stop,
+    return make_crm(list(skeleton), target, cohort_size=cohort_size, restrict=restrict, rules=rules, safety_stop=safety_stop,
                     model=model, intercept=intercept, prior_sd=DEFAULT_PRIOR_SD if prior_sd is None else prior_sd,
                     window=window if design == "tite-crm" else None, weights=weights)
 

@@ -248,6 +248,130 @@ def mtd(
     _emit(result, as_json, f"{design.value}: MTD {rec.mtd if rec.mtd else 'none'}", rows)
 
 
+class Rules(str, Enum):
+    crmsim = "crmsim"
+    dtpcrm = "dtpcrm"
+
+
+class Variant(str, Enum):
+    korn = "korn"
+    escalation = "escalation"
+
+
+RulesOpt = Annotated[Rules, typer.Option(help="CRM restrictions: crmsim (no skipping up, no escalation after a "
+                                              "toxic cohort) or dtpcrm (applied_crm's)")]
+VariantOpt = Annotated[Variant, typer.Option(help="3+3: korn (MTD always with six patients) or escalation "
+                                                  "(brockk/escalation's three_plus_three)")]
+PictureOpt = Annotated[Optional[Path], typer.Option(help="Write the pathway tree here (.svg, .png or .pdf)")]
+
+
+def cohort_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--cohort-sizes {text!r} is not a comma-separated list of whole numbers") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError("--cohort-sizes needs at least one cohort of one or more patients")
+    return sizes
+
+
+def emit_paths(paths, as_json: bool, title: str, picture: Optional[Path], extra: dict | None = None) -> None:
+    """The pathways as one JSON object, or Rich tables (pending patients, then one row per path);
+    the tree picture to ``picture`` when given."""
+    if picture is not None:
+        from .paths_plot import write
+
+        write(paths, picture, title)
+    result = {**(extra or {}), **paths.to_dict(), "picture": None if picture is None else str(picture)}
+    if as_json:
+        sys.stdout.write(json.dumps(_clean(result), default=str) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    now = paths.root.rec
+    console.print(f"[bold]now[/bold]: {now.decision} -> next dose {now.next_dose or '-'}: {now.reason}")
+    if paths.pending:
+        table = Table(title="patients still inside the DLT window (each resolved as N or T below)")
+        for col in ("patient", "dose level", "follow-up (days)", "weight"):
+            table.add_column(col)
+        for p in paths.pending:
+            table.add_row(p.patient_id, str(p.dose), f"{p.followup:g}", f"{p.weight:.3f}")
+        console.print(table)
+    rows = paths.table()
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key)
+    for row in rows:
+        table.add_row(*["-" if v is None else str(v) for v in row.values()])
+    console.print(table)
+    if picture is not None:
+        console.print(f"tree written to {picture}")
+
+
+@design_app.command()
+def paths(
+    design: Annotated[DesignName, typer.Option(help="Design")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Cohort CSV: dose,dlt[,followup]")] = None,
+    outcomes: Annotated[Optional[str], typer.Option(help="Outcomes so far as escalation strings, e.g. '1NNN 2NTN'")] = None,
+    cohort_sizes_text: Annotated[str, typer.Option("--cohort-sizes", help="Sizes of the next cohorts, e.g. 3,3")] = "3,3",
+    next_dose: Annotated[Optional[int], typer.Option(help="Dose of the first cohort [default: the design's]")] = None,
+    target: TargetOpt = None,
+    levels: LevelsOpt = None,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    window: Annotated[Optional[float], typer.Option(help="DLT window in days: patients without DLT followed "
+                                                         "less are pending (every design)")] = None,
+    weights: WeightsOpt = Weights.linear,
+    max_pending: MaxPendingOpt = 0.5,
+    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the crmsim coherence rule")] = 3,
+    restrict: Annotated[bool, typer.Option(help="CRM: restrictions (see --rules)")] = True,
+    rules: RulesOpt = Rules.crmsim,
+    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    variant: VariantOpt = Variant.korn,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    picture: PictureOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dose-transition pathways: the next dose after every outcome of the next cohorts (and every
+    resolution of patients still pending), as escalation's get_dose_paths and dtpcrm compute them."""
+    from ..errors import InputError
+    from . import make_design
+    from .base import parse_outcomes
+    from .cohort_io import read_cohort
+    from .paths import dose_paths
+
+    try:
+        if data is not None and outcomes is not None:
+            raise ValueError("give --data or --outcomes, not both")
+        obj = make_design(design.value, target, levels=levels, skeleton=_skeleton(skeleton), model=model.value,
+                          intercept=intercept, prior_sd=prior_sd, window=window, weights=weights.value,
+                          max_pending=max_pending, cohort_size=cohort_size, restrict=restrict, rules=rules.value,
+                          safety_stop=safety_stop, p_saf=p_saf, p_tox=p_tox, cutoff_eli=cutoff_eli,
+                          extrasafe=extrasafe, offset=offset, n_earlystop=n_earlystop, variant=variant.value)
+        tite = design.value in ("tite-crm", "tite-boin")
+        if data is not None:
+            known = read_cohort(data, n_levels=obj.n_levels, need_followup=tite)
+        else:
+            known = parse_outcomes(outcomes or "")
+            if tite:
+                raise ValueError(f"{design.value} needs each patient's follow-up: give --data with a followup column")
+        if known.dose.size and known.dose.max() > obj.n_levels:
+            raise ValueError(f"dose level {int(known.dose.max())} is above the design's {obj.n_levels} levels")
+        tree = dose_paths(obj, known, cohort_sizes(cohort_sizes_text), window=window, next_dose=next_dose)
+        emit_paths(tree, as_json, f"{design.value}: dose-transition pathways", picture, {"design": design.value})
+    except (InputError, ValueError, OSError) as exc:
+        _fail(exc)
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]

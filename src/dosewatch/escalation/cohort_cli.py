@@ -15,8 +15,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .cli import (CutoffOpt, DesignName, EarlyStopOpt, ExtrasafeOpt, InterceptOpt, JsonOpt, MaxPendingOpt, Model,
-                  ModelOpt, OffsetOpt, PriorSdOpt, PSafOpt, PToxOpt, SkeletonOpt, TargetOpt, Weights, WeightsOpt,
-                  _clean, _fail, _skeleton)
+                  ModelOpt, OffsetOpt, PictureOpt, PriorSdOpt, PSafOpt, PToxOpt, Rules, RulesOpt, SkeletonOpt,
+                  TargetOpt, Variant, VariantOpt, Weights, WeightsOpt, _clean, _fail, _skeleton, cohort_sizes,
+                  emit_paths)
 
 cohort_app = typer.Typer(
     help="Dose finding from patients' records: the monitor's DLT judgement feeds a design.",
@@ -92,21 +93,29 @@ def next_from_records(record, protocol, design: str, *, as_of: dt.date | None = 
     return fit_rows(cohort_rows(record, protocol, as_of), protocol, design, current_dose=current_dose, **options)
 
 
+def design_for(protocol, design: str, options: dict[str, Any]):
+    """The design by name on the protocol's dose levels (TITE designs on its DLT window unless
+    ``window`` is given); CRM designs take their levels from the skeleton, which must match."""
+    from . import make_design
+
+    levels = len(protocol.study_drug.levels)
+    if design in TITE and options.get("window") is None:
+        options = {**options, "window": float(protocol.dlt.window_days)}
+    obj = make_design(design, levels=None if design in ("crm", "tite-crm") else levels, **options)
+    if obj.n_levels != levels:
+        what = "skeleton" if design in ("crm", "tite-crm") else "design"
+        raise ValueError(f"the {what} has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
+    return obj
+
+
 def fit_rows(rows: list[CohortRow], protocol, design: str, *, current_dose: int | None = None,
              **options: Any) -> tuple[Any, list[CohortRow], list[CohortRow]]:
     """(Recommendation, rows used, rows left out) of ``design`` on these patients. TITE designs use
     every patient with their follow-up; the others only patients whose DLT window is complete (DLT
     or no DLT). CRM designs take their levels from the skeleton, which must match the protocol's."""
-    from . import make_design
     from .base import Outcomes
 
-    levels = len(protocol.study_drug.levels)
-    if design in TITE and options.get("window") is None:
-        options["window"] = float(protocol.dlt.window_days)
-    obj = make_design(design, levels=None if design in ("crm", "tite-crm") else levels, **options)
-    if obj.n_levels != levels:
-        what = "skeleton" if design in ("crm", "tite-crm") else "design"
-        raise ValueError(f"the {what} has {obj.n_levels} levels but protocol {protocol.id} has {levels}")
+    obj = design_for(protocol, design, options)
     counted = (lambda r: True) if design in TITE else (lambda r: r.status != "in window")
     used = [r for r in rows if counted(r)]
     left = [r for r in rows if not counted(r)]
@@ -115,6 +124,21 @@ def fit_rows(rows: list[CohortRow], protocol, design: str, *, current_dose: int 
     if current_dose is None and rows:
         current_dose = rows[-1].dose
     return obj.fit(outcomes, current_dose), used, left
+
+
+def paths_from_rows(rows: list[CohortRow], protocol, design: str, cohort_sizes, *, current_dose: int | None = None,
+                    window: float | None = None, **options: Any):
+    """Dose-transition pathways from the monitored patients: those still inside the DLT window are
+    the pending patients (resolved first, each as DLT or not), TITE designs weigh them now."""
+    from .base import Outcomes
+    from .paths import dose_paths
+
+    obj = design_for(protocol, design, {**options, "window": window})
+    window = float(window if window is not None else protocol.dlt.window_days)
+    outcomes = Outcomes.from_lists([r.dose for r in rows], [r.dlt for r in rows],
+                                   [r.followup if r.status == "in window" else window for r in rows])
+    return dose_paths(obj, outcomes, cohort_sizes, window=window, patient_ids=[r.patient_id for r in rows],
+                      current_dose=current_dose)
 
 
 @cohort_app.command("next")
@@ -188,3 +212,57 @@ def cohort_next(
     console.print(f"[bold]{rec.decision}[/bold] -> next dose {nxt}: {reason}")
     if cohort_out is not None:
         console.print(f"cohort table written to {cohort_out}")
+
+
+@cohort_app.command("paths")
+def cohort_paths(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="FHIR R4 Bundle (.json) or SDTM folder")],
+    protocol: Annotated[str, typer.Option(help="Protocol id (built-in) or protocol file")],
+    design: Annotated[DesignName, typer.Option(help="Design")],
+    target: TargetOpt = None,
+    as_of: Annotated[Optional[str], typer.Option(help="Judge the records as of this date (YYYY-MM-DD)")] = None,
+    cohort_sizes_text: Annotated[str, typer.Option("--cohort-sizes", help="Sizes of the next cohorts, e.g. 3,3")] = "3,3",
+    current_dose: Annotated[Optional[int], typer.Option(help="Current dose [default: level of the last patient]")] = None,
+    skeleton: SkeletonOpt = None,
+    model: ModelOpt = Model.empiric,
+    intercept: InterceptOpt = 3.0,
+    prior_sd: PriorSdOpt = None,
+    window: Annotated[Optional[float], typer.Option(help="DLT window in days [default: the protocol's]")] = None,
+    weights: WeightsOpt = Weights.linear,
+    max_pending: MaxPendingOpt = 0.5,
+    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the coherence rule")] = 3,
+    restrict: Annotated[bool, typer.Option(help="CRM: restrictions (see --rules)")] = True,
+    rules: RulesOpt = Rules.crmsim,
+    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    variant: VariantOpt = Variant.korn,
+    p_saf: PSafOpt = None,
+    p_tox: PToxOpt = None,
+    cutoff_eli: CutoffOpt = 0.95,
+    extrasafe: ExtrasafeOpt = False,
+    offset: OffsetOpt = 0.05,
+    n_earlystop: EarlyStopOpt = 100,
+    picture: PictureOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dose-transition pathways from patients' records: the monitor judges DLTs and follow-up;
+    patients still inside the DLT window are resolved every way first."""
+    from ..errors import InputError
+    from ..io import read_any
+    from ..protocols import load_protocol
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+        proto = load_protocol(protocol)
+        rows = cohort_rows(read_any(input_path).cohort, proto, day)
+        tree = paths_from_rows(
+            rows, proto, design.value, cohort_sizes(cohort_sizes_text), current_dose=current_dose, window=window,
+            target=target, skeleton=_skeleton(skeleton), model=model.value, intercept=intercept, prior_sd=prior_sd,
+            weights=weights.value, max_pending=max_pending, cohort_size=cohort_size, restrict=restrict,
+            rules=rules.value, safety_stop=safety_stop, variant=variant.value, p_saf=p_saf, p_tox=p_tox,
+            cutoff_eli=cutoff_eli, extrasafe=extrasafe, offset=offset, n_earlystop=n_earlystop)
+        cohort = [{"patient_id": r.patient_id, "dose": r.dose, "dlt": r.dlt, "followup": r.followup,
+                   "status": r.status} for r in rows]
+        emit_paths(tree, as_json, f"{proto.id}: {design.value} dose-transition pathways", picture,
+                   {"protocol": proto.id, "design": design.value, "cohort": cohort})
+    except (InputError, ValueError, OSError) as exc:
+        _fail(exc)

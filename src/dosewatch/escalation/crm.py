@@ -128,16 +128,54 @@ def _curve(skeleton: np.ndarray, model: str, intercept: float):
     raise ValueError(f"unknown model {model!r}: use empiric or logistic")
 
 
-def fit_crm(skeleton, target: float, dose, dlt, weights=None, *, model: str = "empiric",
-            intercept: float = 3.0, prior_sd: float = DEFAULT_PRIOR_SD, conf_level: float = 0.90) -> CrmFit:
-    """dfcrm ``crm`` / ``titecrm`` (method="bayes", var.est=TRUE). ``weights`` (TITE) default to 1;
-    a patient with a DLT always counts fully. Unlike dfcrm, no patients is allowed (prior only)."""
-    sk = np.asarray(skeleton, dtype=np.float64)
+def _kernel(sk: np.ndarray, model: str, intercept: float, prior_sd: float, level: np.ndarray, y: np.ndarray,
+            w: np.ndarray):
+    """The unnormalised posterior of beta as a scalar function: exp(-beta^2 / 2 sd^2) times the
+    Bernoulli product p^y (1 - w p)^(1 - y) that dfcrm builds patient by patient, with the patients
+    grouped by (level, outcome, weight) so that each evaluation costs a few float operations."""
+    n_lv = sk.size
+    dlts = np.bincount(level[y == 1], minlength=n_lv)
+    dlt_terms = [(int(k), float(c)) for k, c in enumerate(dlts) if c]
+    pairs, counts = np.unique(np.column_stack([level[y == 0], w[y == 0]]), axis=0, return_counts=True)
+    safe_terms = [(int(k), float(wt), float(c)) for (k, wt), c in zip(pairs, counts)]
+    inv_two_var = 1.0 / (2.0 * prior_sd**2)
+    if model == "empiric":
+        log_sk = [math.log(v) for v in sk]
+
+        def prob(k: int, e: float) -> float:
+            return math.exp(e * log_sk[k]) if e < math.inf else 0.0
+    else:
+        scaled = [math.log(v / (1 - v)) - intercept for v in sk]
+
+        def prob(k: int, e: float) -> float:
+            z = -intercept - e * scaled[k]
+            return 0.0 if z > 700 else 1.0 / (1.0 + math.exp(z))
+
+    def density(b: float) -> float:
+        e = math.exp(b) if b < 700 else math.inf
+        out = math.exp(-b * b * inv_two_var)
+        for k, c in dlt_terms:
+            out *= prob(k, e) ** c
+        for k, wt, c in safe_terms:
+            out *= (1.0 - wt * prob(k, e)) ** c
+        return out
+
+    return density
+
+
+def _quad(fn, lo: float, hi: float) -> float:
+    with warnings.catch_warnings():
+        # R's integrate() stops where QUADPACK flags round-off (a moment that is 0, e.g. with no
+        # patients); its estimate is still right, so dosewatch keeps it
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        return integrate.quad(fn, lo, hi, epsabs=0.0, epsrel=_REL_TOL, limit=_LIMIT)[0]
+
+
+def _check_data(sk: np.ndarray, dose, dlt, weights):
     if sk.ndim != 1 or sk.size < 1 or not ((sk > 0) & (sk < 1)).all():
         raise ValueError("the skeleton must be probabilities strictly between 0 and 1")
     if (np.diff(sk) <= 0).any():
         raise ValueError("the skeleton must increase with dose")
-    curve = _curve(sk, model, intercept)
     level = np.asarray(dose, dtype=np.int64) - 1
     y = np.asarray(dlt, dtype=np.float64)
     w = np.ones(y.size) if weights is None else np.asarray(weights, dtype=np.float64).copy()
@@ -146,25 +184,20 @@ def fit_crm(skeleton, target: float, dose, dlt, weights=None, *, model: str = "e
     if level.size and (level.min() < 0 or level.max() >= sk.size):
         raise ValueError(f"dose levels must be 1..{sk.size}")
     w[y == 1] = 1.0
+    return level, y, w
 
-    def likelihood(beta):
-        with np.errstate(over="ignore"):  # exp(beta) overflows far in the tails, where p is 0 or 1
-            p = curve(np.atleast_1d(beta))[:, level]
-        # plain Bernoulli product as dfcrm builds it: p^y (1 - w p)^(1-y)
-        terms = np.where(y[None, :] == 1, p, 1.0 - w[None, :] * p)
-        return np.exp(-np.atleast_1d(beta) ** 2 / 2 / prior_sd**2) * np.prod(terms, axis=1)
 
-    def integral(power, lo, hi):
-        fn = lambda b: float((b**power) * likelihood(b)[0])  # noqa: E731 (quad wants a scalar function)
-        with warnings.catch_warnings():
-            # R's integrate() stops where QUADPACK flags round-off (a moment that is 0, e.g. with no
-            # patients); its estimate is still right, so dosewatch keeps it
-            warnings.simplefilter("ignore", integrate.IntegrationWarning)
-            return integrate.quad(fn, lo, hi, epsabs=0.0, epsrel=_REL_TOL, limit=_LIMIT)[0]
-
-    den = integral(0, -np.inf, np.inf)
-    est = integral(1, -_MOMENT_BOUND, _MOMENT_BOUND) / den
-    e2 = integral(2, -_MOMENT_BOUND, _MOMENT_BOUND) / den
+def fit_crm(skeleton, target: float, dose, dlt, weights=None, *, model: str = "empiric",
+            intercept: float = 3.0, prior_sd: float = DEFAULT_PRIOR_SD, conf_level: float = 0.90) -> CrmFit:
+    """dfcrm ``crm`` / ``titecrm`` (method="bayes", var.est=TRUE). ``weights`` (TITE) default to 1;
+    a patient with a DLT always counts fully. Unlike dfcrm, no patients is allowed (prior only)."""
+    sk = np.asarray(skeleton, dtype=np.float64)
+    level, y, w = _check_data(sk, dose, dlt, weights)
+    curve = _curve(sk, model, intercept)
+    density = _kernel(sk, model, intercept, prior_sd, level, y, w)
+    den = _quad(density, -np.inf, np.inf)
+    est = _quad(lambda b: b * density(b), -_MOMENT_BOUND, _MOMENT_BOUND) / den
+    e2 = _quad(lambda b: b * b * density(b), -_MOMENT_BOUND, _MOMENT_BOUND) / den
     var = e2 - est**2
     crit = float(ndtri(0.5 + conf_level / 2))
     sd = math.sqrt(var) if var >= 0 else math.nan
@@ -225,19 +258,8 @@ class CRM(Design):
     def prob_above(self, outcomes: Outcomes, level: int, threshold: float) -> float:
         """Posterior P(p_level > threshold) under the model (for the safety stop)."""
         sk = np.asarray(self.skeleton, dtype=np.float64)
-        curve = _curve(sk, self.model, self.intercept)
-        w = self.patient_weights(outcomes)
-        y = outcomes.dlt.astype(np.float64)
-        w = np.ones(y.size) if w is None else w.copy()
-        w[y == 1] = 1.0
-        idx = outcomes.dose - 1
-
-        def dens(b):
-            with np.errstate(over="ignore"):
-                p = curve(np.array([b]))[0]
-            q = p[idx]
-            return math.exp(-b * b / 2 / self.prior_sd**2) * float(np.prod(np.where(y == 1, q, 1 - w * q)))
-
+        idx, y, w = _check_data(sk, outcomes.dose, outcomes.dlt, self.patient_weights(outcomes))
+        dens = _kernel(sk, self.model, self.intercept, self.prior_sd, idx, y, w)
         # p_level decreases in beta: p > threshold below the crossing point b*
         if self.model == "empiric":
             b_star = math.log(math.log(threshold) / math.log(sk[level - 1]))

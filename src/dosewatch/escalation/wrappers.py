@@ -28,14 +28,34 @@ def _moved(rec: Recommendation, current: int, nxt: int, note: str) -> Recommenda
 
 
 class DontSkip(Wrapper):
-    """Never escalate more than one level above the current dose (dfcrm crmsim's restriction).
-    De-escalation is not limited."""
+    """Never escalate more than one level above the current dose (dfcrm crmsim's restriction and
+    brockk/escalation's ``dont_skip_doses``); with ``when_deescalating`` never more than one level
+    below either. ``relative_to="tried"`` is dtpcrm's ``applied_crm`` instead: at most one level
+    above the highest dose given so far, and at most one below the lowest."""
+
+    def __init__(self, parent: Design, when_escalating: bool = True, when_deescalating: bool = False,
+                 relative_to: str = "last"):
+        super().__init__(parent)
+        if relative_to not in ("last", "tried"):
+            raise ValueError(f"relative_to is 'last' or 'tried', not {relative_to!r}")
+        self.when_escalating = when_escalating
+        self.when_deescalating = when_deescalating
+        self.relative_to = relative_to
 
     def fit(self, outcomes: Outcomes, current_dose: int | None = None) -> Recommendation:
         rec = self.parent.fit(outcomes, current_dose)
         d = self._current(outcomes, current_dose)
-        if rec.next_dose is not None and rec.decision != "suspend" and rec.next_dose > d + 1:
-            return _moved(rec, d, d + 1, f"no skipping: escalate to dose {d + 1} only")
+        if rec.next_dose is None or rec.decision == "suspend":
+            return rec
+        tried = self.relative_to == "tried" and len(outcomes) > 0
+        high = int(outcomes.dose.max()) if tried else d
+        low = int(outcomes.dose.min()) if tried else d
+        where = "the highest dose given" if tried else "the current dose"
+        if self.when_escalating and rec.next_dose > high + 1:
+            return _moved(rec, d, high + 1, f"no skipping: at most one level above {where} (dose {high + 1})")
+        if self.when_deescalating and rec.next_dose < low - 1:
+            where = "the lowest dose given" if tried else "the current dose"
+            return _moved(rec, d, low - 1, f"no skipping: at most one level below {where} (dose {low - 1})")
         return rec
 
 
@@ -89,19 +109,49 @@ class StopWhenTooToxic(Wrapper):
         return rec
 
 
-def make_crm(skeleton, target: float, *, cohort_size: int = 3, restrict: bool = True,
+class CoherentAtDose(Wrapper):
+    """No escalation from a dose whose observed DLT rate (every patient treated there) exceeds the
+    target (dtpcrm ``applied_crm``'s ``global_coherent_esc``)."""
+
+    def __init__(self, parent: Design, target: float):
+        super().__init__(parent)
+        self.target = target
+
+    def fit(self, outcomes: Outcomes, current_dose: int | None = None) -> Recommendation:
+        rec = self.parent.fit(outcomes, current_dose)
+        d = self._current(outcomes, current_dose)
+        at = outcomes.dose == d
+        if rec.next_dose is not None and rec.next_dose > d and at.any():
+            rate = float(outcomes.dlt[at].mean())
+            if rate > self.target:
+                return _moved(rec, d, d, f"{int(outcomes.dlt[at].sum())}/{int(at.sum())} DLTs at dose {d} "
+                                         f"(rate > target {self.target}): no escalation")
+        return rec
+
+
+CRM_RULES = ("crmsim", "dtpcrm", "none")
+
+
+def make_crm(skeleton, target: float, *, cohort_size: int = 3, restrict: bool = True, rules: str = "crmsim",
              safety_stop: float | None = None, **crm_options) -> Design:
-    """CRM or TITE-CRM (pass ``window``) with crmsim's restrictions (no skipping on escalation, no
-    escalation after a cohort at or above the target) and, optionally, a safety stop when
-    P(toxicity at dose 1 > target) exceeds ``safety_stop``."""
+    """CRM or TITE-CRM (pass ``window``) with escalation restrictions and, optionally, a safety stop
+    when P(toxicity at dose 1 > target) exceeds ``safety_stop``. ``rules``: ``crmsim`` (dfcrm's
+    simulator: no skipping on escalation, no escalation after a cohort at or above the target),
+    ``dtpcrm`` (dtpcrm's ``applied_crm``: no skipping beyond the doses tried in either direction,
+    no escalation from a dose whose DLT rate exceeds the target) or ``none`` (dfcrm's bare
+    recommendation; ``restrict=False`` means the same)."""
     from .crm import CRM
 
+    if rules not in CRM_RULES:
+        raise ValueError(f"unknown CRM rules {rules!r}: use one of {', '.join(CRM_RULES)}")
     design: Design = CRM(skeleton, target, **crm_options)
-    if restrict:
+    if restrict and rules == "crmsim":
         design = Coherent(DontSkip(design), target, cohort_size)
+    elif restrict and rules == "dtpcrm":
+        design = CoherentAtDose(DontSkip(design, True, True, relative_to="tried"), target)
     if safety_stop is not None:
         design = StopWhenTooToxic(design, 1, target, safety_stop)
     return design
 
 
-__all__ = ["Coherent", "DontSkip", "StopWhenTooToxic", "Wrapper", "make_crm"]
+__all__ = ["CRM_RULES", "Coherent", "CoherentAtDose", "DontSkip", "StopWhenTooToxic", "Wrapper", "make_crm"]

@@ -165,8 +165,10 @@ def sdtm_frames(cohort: Cohort, *, studyid: str | None = None) -> dict[str, pl.D
     return {dom: df for dom, df in out.items() if dom == "DM" or not df.is_empty()}
 
 
-def write_frame(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write a frame as CSV (.csv) or SAS XPORT v5 (.xpt, dataset name = file name, upper case)."""
+def write_frame(df: pl.DataFrame, path: str | Path, *, labels: list[str] | None = None,
+                table_label: str | None = None) -> Path:
+    """Write a frame as CSV (.csv) or SAS XPORT v5 (.xpt, dataset name = file name, upper case;
+    with variable ``labels`` and a ``table_label`` when given)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -174,7 +176,8 @@ def write_frame(df: pl.DataFrame, path: str | Path) -> Path:
     elif suffix == ".xpt":
         import pyreadstat
 
-        pyreadstat.write_xport(df, path, table_name=path.stem.upper()[:8], file_format_version=5)
+        pyreadstat.write_xport(df, path, table_name=path.stem.upper()[:8], file_format_version=5,
+                               column_labels=labels, file_label=table_label)
     else:
         raise ValueError(f"{path}: write .csv or .xpt")
     return path

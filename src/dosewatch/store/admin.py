@@ -101,6 +101,17 @@ def add_trial(session: Session, actor: str, code: str, protocol: str) -> Trial:
     return trial
 
 
+def require_signatures(session: Session, actor: str, trial: Trial, required: bool, reason: str) -> Trial:
+    """Make electronic signatures required (or optional) on the trial's decisions; audited."""
+    if not (reason and reason.strip()):
+        raise Refused("give the reason for the change")
+    before = bool(trial.signatures_required)
+    trial.signatures_required = required
+    append(session, [Change(actor, "update", "trial", trial.code, {"signatures_required": before},
+                            {"signatures_required": required}, reason, trial_id=trial.id)])
+    return trial
+
+
 def trial_by_code(session: Session, code: str) -> Trial:
     trial = session.scalar(select(Trial).where(Trial.code == code))
     if trial is None:

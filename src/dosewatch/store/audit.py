@@ -5,6 +5,11 @@ An entry is written by the transaction that makes the change (``append`` inside
 covers every field of the entry, its id (so a reordering shows) and the previous hash (so an edit
 or a removal breaks every later link); the head row holds the last id and hash (so removing the
 newest entries shows too). ``verify`` names the first entry that does not fit.
+
+Electronic signatures live in the same chain: a signature's entry (action ``sign``) carries the
+signer, role, meaning, time and the SHA-256 of the signed record's content (``record_hash``).
+``verify`` then checks each one against the ``signatures`` row and the record as it is now, so an
+edited decision, an edited or removed signature, or a signature row without its entry shows.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry, AuditHead
+from .models import AuditEntry, AuditHead, CohortDecision, DoseAction, Signature
 
 GENESIS = "0" * 64
 
@@ -113,14 +118,68 @@ class Verification:
     entries: int
     first_bad: int | None = None
     problem: str | None = None
+    signatures: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "first_bad_entry": self.first_bad, "problem": self.problem}
+        return {"ok": self.ok, "entries": self.entries, "first_bad_entry": self.first_bad, "problem": self.problem,
+                "signatures": self.signatures}
+
+
+# ------------------------------------------------------------------------------------------ signatures
+
+# The fields of each kind of record that a signature covers: every column a decision is made of.
+SIGNED_FIELDS = {
+    "cohort_decision": (CohortDecision, ("id", "trial_id", "design", "recommendation", "decision", "dose_level",
+                                         "reason", "decided_by", "decided_at", "supersedes")),
+    "dose_action": (DoseAction, ("id", "trial_id", "site_id", "patient_pk", "key", "date", "action", "data",
+                                 "protocol_version", "status", "decided_by", "decided_at", "reason")),
+}
+# The fields of a signature that its audit entry repeats (and the hash chain protects).
+SIGNATURE_FIELDS = ("entity", "entity_id", "signer", "role", "meaning", "reason", "signed_at", "record_hash")
+
+
+def record_hash(session: Session, entity: str, entity_id: int) -> str | None:
+    """SHA-256 of the canonical JSON of the signed fields of the record as stored now (None when
+    the record is gone)."""
+    model, fields = SIGNED_FIELDS[entity]
+    row = session.get(model, entity_id)
+    if row is None:
+        return None
+    return hashlib.sha256(canonical({f: getattr(row, f) for f in fields}).encode()).hexdigest()
+
+
+def signature_fields(sig: Signature) -> dict[str, Any]:
+    return {f: getattr(sig, f) for f in SIGNATURE_FIELDS}
+
+
+def _check_signatures(session: Session, signed: list[tuple[int, dict[str, Any]]]) -> Verification | None:
+    """Each ``sign`` entry (its id, its ``after``) against its signature row and the record now; and
+    no signature row without an entry. The first problem, or None."""
+    rows = {s.id: s for s in session.scalars(select(Signature))}
+    seen: set[int] = set()
+    for entry_id, after in signed:
+        sig = rows.get(after.get("signature_id"))
+        if sig is None:
+            return Verification(False, 0, entry_id, f"signature {after.get('signature_id')} of this entry was removed")
+        seen.add(sig.id)
+        if {f: after.get(f) for f in SIGNATURE_FIELDS} != signature_fields(sig):
+            return Verification(False, 0, entry_id, f"signature {sig.id} was edited after it was written")
+        now_hash = record_hash(session, sig.entity, sig.entity_id)
+        if now_hash != sig.record_hash:
+            what = "was removed after it was signed" if now_hash is None else "was changed after it was signed"
+            return Verification(False, 0, entry_id, f"{sig.entity.replace('_', ' ')} {sig.entity_id} {what} "
+                                                    f"by {sig.signer} as {sig.meaning}")
+    extra = sorted(set(rows) - seen)
+    if extra:
+        return Verification(False, 0, None, f"signature {extra[0]} has no audit entry (it was added outside dosewatch)")
+    return None
 
 
 def verify(session: Session) -> Verification:
-    """Walk the chain in id order; the first entry whose id, link or hash does not fit is named."""
+    """Walk the chain in id order; the first entry whose id, link or hash does not fit is named.
+    Then every signature against its entry and the signed record."""
     expected_prev, expected_id, n = GENESIS, 1, 0
+    signed: list[tuple[int, dict[str, Any]]] = []
     cols = [getattr(AuditEntry, f) for f in FIELDS] + [AuditEntry.hash]
     for values in session.execute(select(*cols).order_by(AuditEntry.id)).yield_per(5000):
         row = dict(zip(FIELDS + ("hash",), values, strict=True))
@@ -132,10 +191,16 @@ def verify(session: Session) -> Verification:
                                 "(the previous entry was edited, removed or reordered)")
         if entry_hash(row) != row["hash"]:
             return Verification(False, n, row["id"], "its content does not match its hash (it was edited)")
+        if row["action"] == "sign":
+            signed.append((row["id"], json.loads(row["after"] or "{}")))
         expected_prev, expected_id = row["hash"], expected_id + 1
     head = session.get(AuditHead, 1)
     if head is None or head.last_id != expected_id - 1 or head.last_hash != expected_prev:
         last = head.last_id if head else "?"
         return Verification(False, n, expected_id, f"the newest entries were removed (the chain ends at "
                             f"{expected_id - 1}, the head says {last})")
-    return Verification(True, n)
+    problem = _check_signatures(session, signed)
+    if problem is not None:
+        problem.entries = n
+        return problem
+    return Verification(True, n, signatures=len(signed))

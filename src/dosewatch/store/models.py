@@ -63,6 +63,8 @@ class Trial(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     protocol_id: Mapped[str] = mapped_column(String(200))
     protocol_version: Mapped[int] = mapped_column(Integer)  # the version in force
+    # decisions on cohorts and dose actions need the decider's electronic signature (store.signatures)
+    signatures_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class ProtocolVersion(Base):
@@ -236,6 +238,29 @@ class CohortDecision(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[str] = mapped_column(String(40))
+    # the decision this one replaces (a decision is never changed, only superseded; store.signatures)
+    supersedes: Mapped[int | None] = mapped_column(ForeignKey("cohort_decisions.id"))
+
+
+class Signature(Base):
+    """An electronic signature on a decision (21 CFR 11.50 / 11.70 style): who (name and role, the
+    password re-entered), when, what it means, and the SHA-256 of the signed record's content, which
+    ``store.audit.verify`` recomputes; the same fields are in the signature's audit entry."""
+
+    __tablename__ = "signatures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id"), index=True)
+    site_id: Mapped[int | None] = mapped_column(Integer)  # the patient's site for a dose action
+    entity: Mapped[str] = mapped_column(String(40))  # cohort_decision | dose_action
+    entity_id: Mapped[int] = mapped_column(Integer)
+    signer: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))
+    meaning: Mapped[str] = mapped_column(String(20))  # reviewed | approved | overridden
+    reason: Mapped[str | None] = mapped_column(Text)
+    signed_at: Mapped[str] = mapped_column(String(40))
+    record_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_signatures_entity", "entity", "entity_id"),)
 
 
 class AuditEntry(Base):

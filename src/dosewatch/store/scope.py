@@ -72,6 +72,9 @@ CAPABILITIES = {
     "acknowledge": ("admin", "investigator", "nurse"),
     "decide_dose": ("admin", "investigator"),
     "decide_cohort": ("admin", "statistician"),
+    # electronic signatures: the deciders, and for cohort decisions the investigator (PI, committee chair)
+    "sign_cohort": ("admin", "statistician", "investigator"),
+    "sign_dose": ("admin", "investigator"),
     "manage": ("admin",),
     "verify_audit": ("admin", "statistician", "monitor"),
 }

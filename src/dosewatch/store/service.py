@@ -26,6 +26,7 @@ from .records import ImportReport, import_cohort, load_cohort
 from .scope import NotFound, Refused, Viewer, require, scoped, scoped_to_user
 
 if TYPE_CHECKING:
+    from .signatures import SignatureRequest
     from ..protocols.model import Protocol
 
 MAX_ZIP_MEMBERS = 50
@@ -234,7 +235,13 @@ def list_dose_actions(session: Session, trial: Trial, viewer: Viewer, status: st
             .where(DoseAction.trial_id == trial.id).order_by(DoseAction.date, DoseAction.id))
     if status:
         stmt = stmt.where(DoseAction.status == status)
-    return [_dose_action_dict(d, pid) for d, pid in session.execute(scoped(stmt, DoseAction, viewer))]
+    from .signatures import signatures_of
+
+    out = [_dose_action_dict(d, pid) for d, pid in session.execute(scoped(stmt, DoseAction, viewer))]
+    sigs = signatures_of(session, "dose_action", [d["id"] for d in out if d["status"] in ("accepted", "overridden")])
+    for d in out:
+        d["signatures"] = sigs.get(d["id"], [])
+    return out
 
 
 def audit_entries(session: Session, viewer: Viewer, patient_id: str | None = None, trial: Trial | None = None,
@@ -274,26 +281,59 @@ def acknowledge(session: Session, viewer: Viewer, alert_id: int, note: str | Non
 
 
 def decide_dose_action(session: Session, viewer: Viewer, action_id: int, decision: str,
-                       reason: str | None) -> dict[str, Any]:
-    """Accept or override a proposed dose action; an override needs the reason."""
+                       reason: str | None, signature: "SignatureRequest | None" = None) -> dict[str, Any]:
+    """Accept or override a proposed dose action; an override needs the reason. With ``signature``
+    (required when the trial requires signatures) the decision is signed in the same transaction."""
+    from .signatures import check_request, sign, signatures_of
+
     require(viewer, "decide_dose")
-    row = session.execute(scoped(select(DoseAction, Patient.patient_id)
-                                 .join(Patient, Patient.id == DoseAction.patient_pk)
-                                 .where(DoseAction.id == action_id), DoseAction, viewer)).first()
-    if row is None:
-        raise NotFound(f"no dose action {action_id}")
-    action, pid = row
+    action, pid = dose_action_row(session, viewer, action_id)
     if decision not in ("accepted", "overridden"):
         raise Refused("decision is accepted or overridden")
     if decision == "overridden" and not (reason and reason.strip()):
         raise Refused("an override needs the reason")
     if action.status != "proposed":
         raise Refused(f"dose action {action_id} is {action.status}, not proposed")
+    _signature_needed(session, action.trial_id, signature)
+    if signature is not None:
+        check_request(signature, "dose_action", decision)
     action.status, action.decided_by, action.decided_at, action.reason = decision, viewer.name, now(), reason
     append(session, [Change(viewer.name, "decide", "dose_action", str(action.id), {"status": "proposed"},
                             {"status": decision, "action": action.action, "date": action.date}, reason,
                             action.trial_id, action.site_id, pid)])
-    return _dose_action_dict(action, pid)
+    if signature is not None:
+        session.flush()
+        sign(session, viewer, "dose_action", action.id, signature, trial_id=action.trial_id, site_id=action.site_id,
+             patient_id=pid, decision=decision)
+    out = _dose_action_dict(action, pid)
+    out["signatures"] = signatures_of(session, "dose_action", [action.id]).get(action.id, [])
+    return out
+
+
+def dose_action_row(session: Session, viewer: Viewer, action_id: int) -> tuple[DoseAction, str]:
+    """(dose action, patient id) at the viewer's sites; NotFound otherwise."""
+    row = session.execute(scoped(select(DoseAction, Patient.patient_id)
+                                 .join(Patient, Patient.id == DoseAction.patient_pk)
+                                 .where(DoseAction.id == action_id), DoseAction, viewer)).first()
+    if row is None:
+        raise NotFound(f"no dose action {action_id}")
+    return row[0], row[1]
+
+
+def dose_action(session: Session, viewer: Viewer, action_id: int) -> dict[str, Any]:
+    """One dose action at the viewer's sites, with its signatures."""
+    from .signatures import signatures_of
+
+    out = _dose_action_dict(*dose_action_row(session, viewer, action_id))
+    out["signatures"] = signatures_of(session, "dose_action", [action_id]).get(action_id, [])
+    return out
+
+
+def _signature_needed(session: Session, trial_id: int, signature: "SignatureRequest | None") -> None:
+    trial = session.get(Trial, trial_id)
+    if signature is None and trial is not None and trial.signatures_required:
+        raise Refused(f"trial {trial.code} requires an electronic signature on every decision: enter your "
+                      "password again and the meaning of the signature")
 
 
 def delete_record(session: Session, trial: Trial, viewer: Viewer, table: str, record_id: str, reason: str,
@@ -398,24 +438,45 @@ def cohort_next(session: Session, trial: Trial, viewer: Viewer, design: str, as_
 
 def decide_cohort(session: Session, trial: Trial, viewer: Viewer, design: str, decision: str, dose_level: int | None,
                   reason: str | None, as_of: dt.date | None, target: float | None = None,
-                  skeleton: list[float] | None = None) -> dict[str, Any]:
+                  skeleton: list[float] | None = None, signature: "SignatureRequest | None" = None,
+                  supersedes: int | None = None) -> dict[str, Any]:
     """Record the decision on the next cohort beside the design's recommendation (``cohort_next``
-    with the same arguments), audited."""
+    with the same arguments), audited; signed with ``signature`` (required when the trial requires
+    signatures). ``supersedes`` names an earlier decision this one replaces (with the reason): a
+    decision is never changed."""
+    from .signatures import check_request, sign, signatures_of
+
     require(viewer, "decide_cohort")
     if decision not in ("accepted", "overridden"):
         raise Refused("decision is accepted or overridden")
+    _signature_needed(session, trial.id, signature)
+    if signature is not None:
+        check_request(signature, "cohort_decision", decision)
+    if supersedes is not None:
+        old = session.get(CohortDecision, supersedes)
+        if old is None or old.trial_id != trial.id:
+            raise NotFound(f"no cohort decision {supersedes} in trial {trial.code}")
+        later = session.scalar(select(CohortDecision.id).where(CohortDecision.supersedes == supersedes))
+        if later is not None:
+            raise Refused(f"cohort decision {supersedes} was already superseded by decision {later}")
+        if not (reason and reason.strip()):
+            raise Refused("a decision that supersedes another needs the reason")
     rec = cohort_next(session, trial, viewer, design, as_of, target, skeleton)
     if decision == "overridden" and not (reason and reason.strip()):
         raise Refused("an override needs the reason")
     level = rec["next_dose"] if decision == "accepted" else dose_level
     row = CohortDecision(trial_id=trial.id, design=design, recommendation=_jsonable(rec), decision=decision,
-                         dose_level=level, reason=reason, decided_by=viewer.name, decided_at=now())
+                         dose_level=level, reason=reason, decided_by=viewer.name, decided_at=now(),
+                         supersedes=supersedes)
     session.add(row)
     session.flush()
     append(session, [Change(viewer.name, "decide", "cohort_decision", str(row.id), None,
-                            {"decision": decision, "dose_level": level, "recommended": rec["next_dose"]},
-                            reason, trial.id)])
-    return {"id": row.id, "decision": decision, "dose_level": level, "recommendation": row.recommendation}
+                            {"decision": decision, "dose_level": level, "recommended": rec["next_dose"],
+                             "supersedes": supersedes}, reason, trial.id)])
+    if signature is not None:
+        sign(session, viewer, "cohort_decision", row.id, signature, trial_id=trial.id, decision=decision)
+    return {"id": row.id, "decision": decision, "dose_level": level, "recommendation": row.recommendation,
+            "supersedes": supersedes, "signatures": signatures_of(session, "cohort_decision", [row.id]).get(row.id, [])}
 
 
 def _jsonable(value: Any) -> Any:
@@ -427,9 +488,11 @@ def _jsonable(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------ export
 
 def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[bytes, str, str]:
-    """(content, media type, file name) of the viewer's part of the trial as FHIR, SDTM (zip) or ADLB."""
+    """(content, media type, file name) of the viewer's part of the trial as FHIR, SDTM (zip), ADLB or
+    a submission package (zip: Dataset-JSON v1.1, Define-XML 2.1, XPT)."""
     cohort = load_cohort(session, trial.id, viewer)
-    day1 = cohort.first_dose_dates(trial_protocol(session, trial).study_drug.drug)
+    protocol = trial_protocol(session, trial)
+    day1 = cohort.first_dose_dates(protocol.study_drug.drug)
     if fmt == "fhir":
         import json
 
@@ -445,10 +508,22 @@ def export(session: Session, trial: Trial, viewer: Viewer, fmt: str) -> tuple[by
                 for path in write_sdtm(cohort, Path(tmp), studyid=trial.code):
                     zf.write(path, path.name)
             return buf.getvalue(), "application/zip", f"{trial.code}-sdtm.zip"
+        if fmt == "submission":
+            from ..submission import build_package, write_package
+
+            package = build_package(cohort, study_drug=protocol.study_drug.drug, criteria=protocol.surveillance.ctcae,
+                                    tls_criteria=protocol.surveillance.tls, studyid=trial.code)
+            files = write_package(package, Path(tmp), study_name=trial.code, protocol_name=protocol.id,
+                                  description=f"{trial.code}: {protocol.title}")
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for path in files:
+                    zf.write(path, path.name)
+            return buf.getvalue(), "application/zip", f"{trial.code}-submission.zip"
         if fmt == "adlb":
             from ..export import write_adlb
 
             out = Path(tmp) / "adlb.csv"
             write_adlb(cohort, day1, out, "ctcae-5.0")
             return out.read_bytes(), "text/csv", f"{trial.code}-adlb.csv"
-    raise Refused(f"unknown export format {fmt!r}: use fhir, sdtm or adlb")
+    raise Refused(f"unknown export format {fmt!r}: use fhir, sdtm, adlb or submission")

@@ -274,14 +274,19 @@ def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str
         settings = CheckSettings(study_drug=protocol.study_drug.drug, ctcae=protocol.surveillance.ctcae,
                                  cytopenias=protocol.surveillance.cytopenias)
         grades = lab_grades(cohort.observations, {patient_id: day1}, settings)
+    from ..store.signatures import signatures_of
+
     actions = session.scalars(scoped(select(DoseAction).where(DoseAction.patient_pk == patient.id)
                                      .order_by(DoseAction.date, DoseAction.id), DoseAction, viewer)).all()
+    signed = signatures_of(session, "dose_action", [d.id for d in actions if d.status in ("accepted", "overridden")])
     return {"patient": patient, "site": site.code if site else None, "assessment": assessment, "day1": day1,
             "protocol": protocol, "cohort": cohort, "lab_table": lab_table(cohort.observations, grades, day1),
             "alerts": sorted(alert_rows(session, trial, viewer, status=None, patient_pk=patient.id, protocol=protocol),
                              key=lambda r: (r["date"], severity_rank(r["severity"]), r["id"])),
             "dose_actions": [{"id": d.id, "status": d.status, **d.data, "decided_by": d.decided_by,
-                              "decided_at": d.decided_at, "decision_reason": d.reason} for d in actions]}
+                              "decided_at": d.decided_at, "decision_reason": d.reason,
+                              "signatures": signed.get(d.id, [])} for d in actions],
+            "signatures_required": bool(trial.signatures_required)}
 
 
 def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None) -> dict[str, Any]:
@@ -479,18 +484,12 @@ def default_skeleton(target: float, n_levels: int) -> list[float]:
 
 
 def cohort_decisions(session: Session, trial: Trial, limit: int = 50) -> list[dict[str, Any]]:
-    """The decisions on the next cohort, newest first, each with the design's recommendation at the
-    time. They are the trial's, not a site's (their audit entries have no site): the pages show
-    them to the roles that see every site, as the audit trail does."""
-    from ..store.models import CohortDecision
+    """The decisions on the next cohort, newest first, with their signatures
+    (``store.signatures.cohort_decisions``). They are the trial's, not a site's (their audit entries
+    have no site): the pages show them to the roles that see every site, as the audit trail does."""
+    from ..store.signatures import cohort_decisions as decisions
 
-    stmt = (select(CohortDecision).where(CohortDecision.trial_id == trial.id)
-            .order_by(CohortDecision.id.desc()).limit(limit))
-    return [{"id": d.id, "design": d.design, "decision": d.decision, "dose_level": d.dose_level,
-             "recommended": (d.recommendation or {}).get("next_dose"),
-             "recommended_decision": (d.recommendation or {}).get("decision"), "reason": d.reason,
-             "decided_by": d.decided_by,
-             "decided_at": d.decided_at} for d in session.scalars(stmt)]
+    return decisions(session, trial, limit)
 
 
 # ------------------------------------------------------------------------------------------ audit

@@ -32,6 +32,7 @@ from ..store import service
 from ..store.admin import authenticate, viewer_of
 from ..store.models import User
 from ..store.scope import CAPABILITIES, Forbidden, NotFound, Refused, Viewer, require
+from ..store.signatures import SignatureRequest, sign_cohort_decision, sign_dose_action
 from . import queries, session as web_session
 from .timeline import timeline_svg
 
@@ -48,6 +49,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decided": "Decision saved to the audit trail.",
+            "signed": "Signed: the signature and the record's hash are in the audit trail.",
             "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail."}
 UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
 
@@ -330,16 +332,51 @@ def patient(request: Request, trial: str, patient_id: str) -> Response:
                                             "here": request.url.path})
 
 
+def signature_from(form) -> SignatureRequest | None:
+    """The signature part of a form (password again, meaning, reason), or None when no password was
+    entered; a meaning without the password (or the reverse) is refused."""
+    password = form.get("sign_password") or ""
+    meaning = text(form, "sign_meaning", 20)
+    if not isinstance(password, str) or not password:
+        if meaning:
+            raise WebError(400, "enter your password again to sign")
+        return None
+    if not meaning:
+        raise WebError(400, "choose the meaning of your signature (approved, reviewed or overridden)")
+    return SignatureRequest(password[:200], meaning, text(form, "sign_reason"))
+
+
+def _action_done(request: Request, trial: str, action_id: int, viewer: Viewer, message: str) -> Response:
+    """After a decision or a signature: the action's fragment (htmx) or back to the patient page."""
+    with store_of(request).reading() as session, translated():
+        d = service.dose_action(session, viewer, action_id)
+        required = bool(service.trial_by_code(session, trial).signatures_required)
+    if fragment_request(request):
+        return render(request, "fragment_action.html", {"trial": trial, "d": d, "done": MESSAGES[message],
+                                                        "signatures_required": required})
+    back = f"/trials/{quote(trial)}/patients/{quote(d['patient_id'])}"
+    return RedirectResponse(_with_msg(back, message) + f"#action-{action_id}", status_code=303)
+
+
 @router.post("/trials/{trial}/dose-actions/{action_id}/decision")
 async def decide(request: Request, trial: str, action_id: int) -> Response:
     viewer, form = await posted(request)
     decision = text(form, "decision", 20)
+    signature = signature_from(form)
     with store_of(request).writing() as session, translated():
-        result = service.decide_dose_action(session, viewer, action_id, decision or "", text(form, "reason"))
-    if fragment_request(request):  # htmx: the decided action's fragment only
-        return render(request, "fragment_action.html", {"trial": trial, "d": result, "done": MESSAGES["decided"]})
-    back = f"/trials/{quote(trial)}/patients/{quote(result['patient_id'])}"
-    return RedirectResponse(_with_msg(back, "decided") + f"#action-{action_id}", status_code=303)
+        service.decide_dose_action(session, viewer, action_id, decision or "", text(form, "reason"), signature)
+    return _action_done(request, trial, action_id, viewer, "signed" if signature else "decided")
+
+
+@router.post("/trials/{trial}/dose-actions/{action_id}/sign")
+async def sign_action(request: Request, trial: str, action_id: int) -> Response:
+    viewer, form = await posted(request)
+    signature = signature_from(form)
+    if signature is None:
+        raise WebError(400, "enter your password again to sign")
+    with store_of(request).writing() as session, translated():
+        sign_dose_action(session, viewer, action_id, signature)
+    return _action_done(request, trial, action_id, viewer, "signed")
 
 
 # ------------------------------------------------------------------------------------------ cohort
@@ -370,9 +407,11 @@ def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", 
                     board = queries.cohort_board(session, t, viewer, design, target_value, skeleton_values)
             except ValueError as exc:  # a design that needs a target, or does not fit the protocol
                 problem = str(exc)
-        if viewer.all_sites:
+        if viewer.all_sites or viewer.role in CAPABILITIES["sign_cohort"]:
             decisions = queries.cohort_decisions(session, t)
+        required = bool(t.signatures_required)
     return render(request, "cohort.html", {**nav(trial, "cohort"), "board": board, "problem": problem,
+                                           "signatures_required": required,
                                            "design": design, "target": target, "designs": queries.DESIGNS,
                                            "skeleton": ",".join(f"{p:g}" for p in skeleton_values or []),
                                            "default_skeleton": not skeleton.strip(), "levels": sorted(levels),
@@ -401,6 +440,11 @@ async def cohort_decision(request: Request, trial: str) -> Response:
     if target is not None and not 0 < target < 1:
         raise WebError(400, "the target toxicity probability is between 0 and 1")
     shown, reason = text(form, "recommended", 10), text(form, "reason")
+    signature = signature_from(form)
+    try:
+        supersedes = int(text(form, "supersedes", 12)) if text(form, "supersedes", 12) else None
+    except ValueError:
+        raise WebError(400, "choose the decision this one replaces from the list") from None
     store = store_of(request)
 
     def save() -> None:
@@ -412,7 +456,7 @@ async def cohort_decision(request: Request, trial: str) -> Response:
             chosen = level if decision == "overridden" else None
             try:
                 result = service.decide_cohort(session, t, viewer, design, decision, chosen, reason, None, target,
-                                               skeleton)
+                                               skeleton, signature, supersedes)
             except ValueError as exc:  # a design that does not fit the protocol or the records
                 raise Refused(str(exc)) from exc
             recommended = result["recommendation"].get("next_dose")
@@ -422,8 +466,55 @@ async def cohort_decision(request: Request, trial: str) -> Response:
 
     await run_in_threadpool(save)
     query = urlencode({"design": design, **({"target": text(form, "target", 20)} if target is not None else {}),
-                       **({"skeleton": ",".join(f"{p:g}" for p in skeleton)} if skeleton else {}), "msg": "cohort"})
+                       **({"skeleton": ",".join(f"{p:g}" for p in skeleton)} if skeleton else {}),
+                       "msg": "signed" if signature else "cohort"})
     return RedirectResponse(f"/trials/{quote(trial)}/cohort?{query}#decisions", status_code=303)
+
+
+@router.get("/trials/{trial}/cohort/packet.pdf")
+def cohort_packet(request: Request, trial: str, design: str = "3+3", target: str = "", skeleton: str = "") -> Response:
+    """The safety review packet (PDF) of the board as shown: the same design, target and skeleton."""
+    from ..review.packet import pdf_bytes, render_html
+    from ..review.server import trial_packet
+
+    viewer = logged_in(request)
+    if design not in queries.DESIGNS:
+        raise WebError(400, f"design is one of {', '.join(queries.DESIGNS)}")
+    store = store_of(request)
+    try:
+        options: dict[str, Any] = {"target": float(target)} if target.strip() else {}
+        if skeleton.strip():
+            options["skeleton"] = parse_skeleton(skeleton[:500])
+    except ValueError:
+        raise WebError(400, "the target is a number between 0 and 1; the skeleton one probability per level") from None
+    with store.reading() as session, translated():
+        t = trial_or_404(session, trial)
+        if design in queries.CRM_DESIGNS and "skeleton" not in options and "target" in options:
+            levels = queries.trial_protocol(session, t).study_drug.levels
+            options["skeleton"] = queries.default_skeleton(options["target"], len(levels))
+        try:
+            content, cohort = trial_packet(session, t, viewer, as_of=store.today(), design=design,
+                                           design_options=options)
+        except ValueError as exc:
+            raise WebError(400, str(exc)) from None
+    name = f"{trial}-safety-review-{store.today().isoformat()}.pdf"
+    response = Response(pdf_bytes(render_html(content, cohort)), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.post("/trials/{trial}/cohort/decisions/{decision_id}/sign")
+async def cohort_sign(request: Request, trial: str, decision_id: int) -> Response:
+    """A signature on a recorded cohort decision (the committee chair's approval)."""
+    viewer, form = await posted(request)
+    signature = signature_from(form)
+    if signature is None:
+        raise WebError(400, "enter your password again to sign")
+    with store_of(request).writing() as session, translated():
+        sign_cohort_decision(session, service.trial_by_code(session, trial), viewer, decision_id, signature)
+    back = safe_next(text(form, "next", 500), f"/trials/{quote(trial)}/cohort")
+    return RedirectResponse(_with_msg(back, "signed") + f"#decision-{decision_id}", status_code=303)
 
 
 # ------------------------------------------------------------------------------------------ import

@@ -59,6 +59,7 @@ class ExportFormat(str, Enum):
     fhir = "fhir"
     sdtm = "sdtm"
     adlb = "adlb"
+    submission = "submission"
 
 
 SkipInvalid = Annotated[bool, Query(description="keep the valid part and report the rest (default: all or nothing)")]
@@ -188,7 +189,8 @@ def delete_record(trial: str, kind: RecordKind, record_id: Annotated[str, Path(m
                                      reason, store.today())
 
 
-EXPORT_DOC = {200: {"description": "the file: a FHIR Bundle, a zip of SDTM datasets or ADLB as CSV", "content": {
+EXPORT_DOC = {200: {"description": "the file: a FHIR Bundle, a zip of SDTM datasets, ADLB as CSV, or a zip of the "
+                                   "submission package (Dataset-JSON v1.1, define.xml, define.html, XPT)", "content": {
     "application/fhir+json": {"schema": {"type": "object"}}, "application/zip": {"schema": {"type": "string", "format": "binary"}},
     "text/csv": {"schema": {"type": "string"}}}}}
 
@@ -198,3 +200,49 @@ def export(trial: str, viewer: CurrentViewer, store: StoreDep, format: ExportFor
     with store.reading() as session:
         content, media, name = service.export(session, service.trial_by_code(session, trial), viewer, format.value)
     return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+class PacketFormat(str, Enum):
+    pdf = "pdf"
+    html = "html"
+    json = "json"
+
+
+PACKET_DOC = {200: {"description": "the safety review packet (PDF or HTML), or its CONSORT-DEFINE / SPIRIT-DEFINE "
+                                   "items (JSON)", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}, "text/html": {"schema": {"type": "string"}},
+    "application/json": {"schema": {"type": "object", "required": ["source", "trial", "as_of", "spirit_define",
+                                                                   "consort_define"], "properties": {
+        "source": {"type": "string"}, "trial": {"type": "string"}, "as_of": {"type": "string", "format": "date"},
+        "spirit_define": {"type": "object", "description": "SPIRIT-DEFINE items the protocol and design answer"},
+        "consort_define": {"type": "object", "description": "CONSORT-DEFINE items the records answer"}}}}}}}
+
+
+@router.get("/{trial}/packet", response_class=Response, responses=PACKET_DOC)
+def packet(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = Design.three_plus_three,
+           target: Target = None, skeleton: Skeleton = None, format: PacketFormat = PacketFormat.pdf) -> Response:
+    """The safety review packet of the patients you may see, as of the server's today: exposure and
+    worst grades by dose level, DLTs, grade 4-5 events and deaths, swimmer and tumor lysis plots,
+    the design's recommendation with its dose-transition pathways, CONSORT-DEFINE items and the
+    cohort decisions with their signatures."""
+    from ...escalation.crm import parse_skeleton
+    from ...review.packet import pdf_bytes, render_html
+    from ...review.server import trial_packet
+
+    options = {k: v for k, v in (("target", target), ("skeleton", parse_skeleton(skeleton) if skeleton else None))
+               if v is not None}
+    with store.reading() as session:
+        t = service.trial_by_code(session, trial)
+        try:
+            content, cohort = trial_packet(session, t, viewer, as_of=store.today(), design=design.value,
+                                           design_options=options)
+        except ValueError as exc:  # a design that does not fit the protocol or the records
+            raise Refused(str(exc)) from exc
+    if format is PacketFormat.json:
+        return JSONResponse(jsonable_encoder(content.consort))
+    page = render_html(content, cohort)
+    if format is PacketFormat.html:
+        return Response(page, media_type="text/html")
+    name = f"{trial}-safety-review-{store.today().isoformat()}.pdf"
+    return Response(pdf_bytes(page), media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
