@@ -311,3 +311,16 @@ def test_zip_bombs_and_non_zips_are_refused(client):
 def test_as_of_out_of_range_is_refused(client):
     r = client.get("/api/trials/demo/patients/seed-1/assessment?as_of=9999-01-01", headers=login(client, "admin"))
     assert r.status_code == 422 and "out of range" in r.text
+
+
+@pytest.mark.parametrize("skeleton", ["0.3,0.1,0.2", "0.1,abc", "0,0.5", "1.5"])
+def test_a_bad_skeleton_is_refused_on_every_route(client, skeleton):
+    """CRM's skeleton is checked inside each route's refusal, never a 500 (the packet once was not)."""
+    admin = login(client, "admin")
+    for path in ("cohort/next", "packet"):
+        r = client.get(f"/api/trials/demo/{path}", params={"design": "crm", "skeleton": skeleton}, headers=admin)
+        assert r.status_code == 400 and "skeleton" in r.text, (path, r.status_code, r.text[:200])
+    values = [float(x) if x.replace(".", "").isdigit() else 0.5 for x in skeleton.split(",")]
+    r = client.post("/api/trials/demo/cohort/decision", json={"decision": "accepted", "design": "crm",
+                                                             "skeleton": values}, headers=admin)
+    assert r.status_code in (400, 422), r.text[:200]

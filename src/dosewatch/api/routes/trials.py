@@ -229,14 +229,14 @@ def packet(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = 
     from ...review.packet import pdf_bytes, render_html
     from ...review.server import trial_packet
 
-    options = {k: v for k, v in (("target", target), ("skeleton", parse_skeleton(skeleton) if skeleton else None))
-               if v is not None}
     with store.reading() as session:
         t = service.trial_by_code(session, trial)
         try:
+            options = {k: v for k, v in (("target", target),
+                                         ("skeleton", parse_skeleton(skeleton) if skeleton else None)) if v is not None}
             content, cohort = trial_packet(session, t, viewer, as_of=store.today(), design=design.value,
                                            design_options=options)
-        except ValueError as exc:  # a design that does not fit the protocol or the records
+        except ValueError as exc:  # a design that does not fit the protocol or the records, a bad skeleton
             raise Refused(str(exc)) from exc
     if format is PacketFormat.json:
         return JSONResponse(jsonable_encoder(content.consort))
