@@ -172,7 +172,7 @@ def synthetic_cohort(n_patients: int, seed: int = 1) -> tuple[Cohort, dt.date]:
 
 
 def main() -> None:
-    import dosewatch.monitor as monitor
+    import dosewatch.monitor.evaluation as monitor
     from dosewatch.protocols import builtin
 
     ap = argparse.ArgumentParser()

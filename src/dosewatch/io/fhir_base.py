@@ -140,3 +140,33 @@ def fhir_id(value: str) -> str:
         return value
     digest = hashlib.sha1(value.encode()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9.-]', '-', value)[:55]}-{digest}"
+
+
+def _extension(resource: dict, url: str) -> Any:
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == url:
+            return next((v for k, v in ext.items() if k.startswith("value")), None)
+    return None
+
+
+def _unit(qty: dict) -> str | None:
+    """The unit of a Quantity: its UCUM code, else its unit text as written."""
+    if qty.get("system") == UCUM and qty.get("code"):
+        return qty["code"]
+    return qty.get("unit") or qty.get("code")
+
+
+def _describe(concept: Any) -> str:
+    codes = [f"{c.get('system', '')}|{c.get('code', '')}" for c in _codings(concept)]
+    text = (concept or {}).get("text") if isinstance(concept, dict) else None
+    shown = [next((repr(c["display"]) for c in _codings(concept) if c.get("display")), repr(text))] \
+        if (text or any(c.get("display") for c in _codings(concept))) else []
+    return ", ".join(codes + shown) or "(none)"
+
+
+@lru_cache(maxsize=8192)
+def _relative(ref: str, rtype: str) -> str | None:
+    """'Patient/p1' from 'Patient/p1', 'http://host/fhir/Patient/p1' or 'Patient/p1/_history/2'."""
+    m = re.search(rf"(?:^|/){rtype}/([A-Za-z0-9\-.]{{1,64}})(?:/_history/[^/]+)?$", ref)
+    return f"{rtype}/{m.group(1)}" if m else None
+
