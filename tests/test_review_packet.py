@@ -140,3 +140,64 @@ def test_report_review_command_with_a_patient_in_the_window(tmp_path):
     bad = CliRunner().invoke(app, ["report", "review", str(SEED), "--protocol", "lenalidomide-cll-escalation",
                                    "--design", "boin", "-o", str(tmp_path / "p.pdf")])
     assert bad.exit_code == 2 and "target" in bad.stderr
+
+
+def test_the_packet_gives_the_designs_operating_characteristics(tmp_path):
+    """SPIRIT-DEFINE item 8 from the simulation that matches the R packages: the packet's figures are
+    escalation.simulate's on the same settings, from the protocol's start level; a safe curve is
+    escalated to the top, a toxic one stops."""
+    from typer.testing import CliRunner
+
+    from dosewatch.cli import app
+    from dosewatch.escalation.simulate import simulate
+
+    curve = "0.02,0.05,0.1,0.25,0.4,0.55"
+    out, items = tmp_path / "packet.pdf", tmp_path / "items.json"
+    res = CliRunner().invoke(app, ["report", "review", str(SEED), "--protocol", "lenalidomide-cll-escalation",
+                                   "--design", "boin", "--target", "0.25", "--as-of", "2007-06-10", "-o", str(out),
+                                   "--items", str(items), "--oc-true-tox", curve, "--oc-trials", "500"])
+    assert res.exit_code == 0, res.output
+    oc = json.loads(items.read_text())["spirit_define"]["operating characteristics"]
+    direct = simulate("boin", [float(x) for x in curve.split(",")], target=0.25, max_cohorts=10, trials=500,
+                      seed=1, start_dose=1).to_dict()
+    assert oc["selected as MTD (%)"] == [round(x, 1) for x in direct["selection_pct"]]
+    assert oc["mean patients per level"] == [round(x, 2) for x in direct["mean_patients"]]
+    assert sum(oc["selected as MTD (%)"]) + oc["stopped without an MTD (%)"] == pytest.approx(100, abs=0.5)
+    assert max(range(6), key=lambda i: oc["selected as MTD (%)"][i]) == 3  # level 4: true 0.25
+    text, _ = pdf_text(out.read_bytes())
+    assert "Operating characteristics" in text and "500 times" in text
+
+    from dosewatch.protocols import builtin
+    from dosewatch.review.oc import operating_characteristics
+
+    proto = builtin("lenalidomide-cll-escalation")
+    toxic = operating_characteristics(proto, "3+3", {}, [0.9] * 6, trials=300)
+    safe = operating_characteristics(proto, "3+3", {}, [0.01] * 6, trials=300)
+    assert toxic["stopped without an MTD (%)"] > 90 and safe["selected as MTD (%)"][-1] > 90
+    with pytest.raises(ValueError, match="6"):
+        operating_characteristics(proto, "3+3", {}, [0.1, 0.2], trials=10)
+    with pytest.raises(ValueError, match="accrual"):
+        operating_characteristics(proto, "tite-boin", {"target": 0.25}, [0.1] * 6, trials=10)
+    bad = CliRunner().invoke(app, ["report", "review", str(SEED), "--protocol", "lenalidomide-cll-escalation",
+                                   "--design", "3+3", "-o", str(tmp_path / "p.pdf"), "--oc-true-tox", "0.1,0.2"])
+    assert bad.exit_code != 0 and "protocol has 6" in bad.stderr
+
+
+def test_the_servers_packet_takes_a_true_curve(demo_packet):
+    from fastapi.testclient import TestClient
+
+    from dosewatch.store.demo import PASSWORD
+
+    app = demo_packet[0]
+    with TestClient(app) as c:
+        token = c.post("/api/token", data={"username": "statistician", "password": PASSWORD}).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        levels = len(c.get("/api/trials/demo/packet?design=3%2B3&format=json", headers=auth).json()[
+            "spirit_define"]["11a interventions"]["dose levels"])
+        curve = ",".join(["0.05"] * levels)
+        items = c.get(f"/api/trials/demo/packet?design=3%2B3&format=json&oc_true_tox={curve}", headers=auth).json()
+        oc = items["spirit_define"]["operating characteristics"]
+        assert oc["trials simulated"] == 2000 and len(oc["selected as MTD (%)"]) == levels
+        for bad in ("0.1,abc", "0.1", ",".join(["1.5"] * levels)):
+            r = c.get(f"/api/trials/demo/packet?design=3%2B3&format=json&oc_true_tox={bad}", headers=auth)
+            assert r.status_code == 400, (bad, r.status_code, r.text[:200])

@@ -12,7 +12,7 @@ import typer
 
 from ..escalation.cli import (CutoffOpt, DesignName, ExtrasafeOpt, Model, ModelOpt, PriorSdOpt, Rules, RulesOpt,
                               SkeletonOpt, TargetOpt, Variant, VariantOpt, Weights, WeightsOpt, _clean, _fail,
-                              _skeleton, cohort_sizes)
+                              _floats, _skeleton, cohort_sizes)
 
 report_app = typer.Typer(help="Reports for the safety review committee.", no_args_is_help=True,
                          add_completion=False, pretty_exceptions_enable=False)
@@ -49,6 +49,12 @@ def review(
     variant: VariantOpt = Variant.korn,
     extrasafe: ExtrasafeOpt = False,
     cutoff_eli: CutoffOpt = 0.95,
+    oc_true_tox: Annotated[Optional[str], typer.Option(
+        help="Simulate the design's operating characteristics on this true DLT probability per level p1,p2,...")] = None,
+    oc_trials: Annotated[int, typer.Option(help="Simulated trials for the operating characteristics")] = 2000,
+    oc_seed: Annotated[int, typer.Option(help="Random seed of the simulation")] = 1,
+    oc_cohorts: Annotated[int, typer.Option(help="Cohorts of 3 per simulated trial (the protocol has no sample size)")] = 10,
+    oc_accrual: Annotated[Optional[float], typer.Option(help="TITE designs: patients enrolled per day in the simulation")] = None,
 ) -> None:
     """The safety review packet: exposure and worst grades by dose level, every DLT with its evidence,
     grade 4-5 events and deaths, a swimmer plot, tumor lysis labs, the design's recommendation with its
@@ -66,9 +72,14 @@ def review(
         proto = load_protocol(protocol)
         cohort = read_any(input_path).cohort
         options = design_options(target, skeleton, model, weights, rules, variant, extrasafe, cutoff_eli, prior_sd)
-        content = review_content(cohort, proto, as_of=day, design=design.value,
-                                 design_options={k: v for k, v in options.items() if v is not None},
-                                 cohort_sizes=cohort_sizes(cohort_sizes_text), trial=trial)
+        options = {k: v for k, v in options.items() if v is not None}
+        oc = None
+        if oc_true_tox:
+            from .oc import operating_characteristics
+            oc = operating_characteristics(proto, design.value, options, _floats(oc_true_tox, "--oc-true-tox"),
+                                           trials=oc_trials, seed=oc_seed, max_cohorts=oc_cohorts, accrual=oc_accrual)
+        content = review_content(cohort, proto, as_of=day, design=design.value, design_options=options,
+                                 cohort_sizes=cohort_sizes(cohort_sizes_text), trial=trial, oc=oc)
         page = render_html(content, cohort)
         write_pdf(page, output)
         if html is not None:

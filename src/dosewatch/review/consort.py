@@ -51,7 +51,7 @@ def consort_items(content, oc: dict[str, Any] | None = None) -> dict[str, Any]:
                                              "criteria": [c.model_dump(mode="json") for c in p.dlt.criteria],
                                              "source": p.dlt.source},
             "14 sample size": "not in the protocol data (dosewatch records no planned sample size)",
-            "operating characteristics": oc if oc else "not computed for this packet (give --oc-true-tox)",
+            "operating characteristics": oc if oc else "not computed for this packet (give a true DLT probability per level: --oc-true-tox, or oc_true_tox on the server)",
         },
         "consort_define": {
             "3a trial design": _design_text(content),

@@ -32,6 +32,7 @@ class ReviewContent:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     consort: dict[str, Any] = field(default_factory=dict)
     generated_at: str = ""
+    oc: dict[str, Any] | None = None  # review.oc.operating_characteristics, when asked for
 
     @property
     def levels(self) -> list[int]:
@@ -145,7 +146,7 @@ def review_content(cohort, protocol, *, as_of: dt.date, design: str, design_opti
         rows=rows, assessments=assessments, exposure=exposure_table(rows, known, protocol, as_of),
         toxicity=toxicity_table(rows, assessments), dlts=dlt_list(rows, assessments, protocol),
         serious=serious_list(rows, assessments, known), recommendation=rec, paths=paths,
-        decisions=decisions or [],
+        decisions=decisions or [], oc=oc,
         generated_at=generated_at or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
     content.consort = consort_items(content, oc)
     return content

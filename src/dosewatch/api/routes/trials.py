@@ -218,9 +218,17 @@ PACKET_DOC = {200: {"description": "the safety review packet (PDF or HTML), or i
         "consort_define": {"type": "object", "description": "CONSORT-DEFINE items the records answer"}}}}}}}
 
 
+OcTrueTox = Annotated[str | None, Query(max_length=500, description="the design's operating characteristics "
+                                      "simulated on this true DLT probability per dose level, lowest first, "
+                                      "comma-separated (2,000 trials, seed 1, 10 cohorts of 3)")]
+
+
 @router.get("/{trial}/packet", response_class=Response, responses=PACKET_DOC)
 def packet(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = Design.three_plus_three,
-           target: Target = None, skeleton: Skeleton = None, format: PacketFormat = PacketFormat.pdf) -> Response:
+           target: Target = None, skeleton: Skeleton = None, format: PacketFormat = PacketFormat.pdf,
+           oc_true_tox: OcTrueTox = None,
+           oc_accrual: Annotated[float | None, Query(gt=0, le=100, description="TITE designs: patients enrolled per "
+                                                      "day in the simulation")] = None) -> Response:
     """The safety review packet of the patients you may see, as of the server's today: exposure and
     worst grades by dose level, DLTs, grade 4-5 events and deaths, swimmer and tumor lysis plots,
     the design's recommendation with its dose-transition pathways, CONSORT-DEFINE items and the
@@ -234,8 +242,9 @@ def packet(trial: str, viewer: CurrentViewer, store: StoreDep, design: Design = 
         try:
             options = {k: v for k, v in (("target", target),
                                          ("skeleton", parse_skeleton(skeleton) if skeleton else None)) if v is not None}
+            curve = [float(x) for x in oc_true_tox.split(",") if x.strip()] if oc_true_tox else None
             content, cohort = trial_packet(session, t, viewer, as_of=store.today(), design=design.value,
-                                           design_options=options)
+                                           design_options=options, oc_true_tox=curve, oc_accrual=oc_accrual)
         except ValueError as exc:  # a design that does not fit the protocol or the records, a bad skeleton
             raise Refused(str(exc)) from exc
     if format is PacketFormat.json:
