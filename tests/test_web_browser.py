@@ -253,3 +253,18 @@ def test_signing_decisions_and_downloading_the_packet(server, browser, shots, tm
     signed = text[text.index("9. Decision and signatures"):]
     assert "statistician statistician approved" in signed and "investigator investigator approved" in signed
     page.context.close()
+
+
+@pytest.mark.parametrize("path, rendered", [("/docs", "#swagger-ui .opblock"), ("/redoc", "text=Download OpenAPI")])
+def test_the_api_docs_render_offline(server, browser, shots, path, rendered):
+    """Swagger UI and ReDoc from the installed package: both draw the API, and nothing is fetched
+    from another host (ReDoc's footer logo from its CDN is blocked by the policy, so it never leaves)."""
+    page = browser.new_page()
+    fetched: list[str] = []
+    page.on("response", lambda r: fetched.append(r.url))
+    page.goto(server + path)
+    page.wait_for_selector(rendered, timeout=20_000)
+    assert "/api/trials/{trial}/fhir" in page.content()
+    assert [u for u in fetched if not u.startswith((server, "blob:", "data:"))] == []
+    page.screenshot(path=str(shots / f"api{path.replace('/', '-')}.png"))
+    page.close()

@@ -725,3 +725,24 @@ def test_dose_decision_through_htmx_returns_only_the_action(app):
     assert f'/dose-actions/{action}/sign"' in r.text  # the decided action offers its signature instead
     with app.state.store.reading() as session:
         assert session.get(DoseAction, action).status == "overridden"
+
+
+def test_the_api_docs_pages_are_offline_and_keep_the_policy(app):
+    """/docs and /redoc load their scripts from this server only, start them from a file (no inline
+    script), and send the dashboard's policy (ReDoc's page alone allows inline styles)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        for path, bundle in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            r = client.get(path)
+            assert r.status_code == 200
+            sources = re.findall(r'<script src="([^"]+)"', r.text)
+            assert sources == [f"/api-docs-files/{bundle}", "/static/api-docs.js"]
+            assert "<script>" not in r.text and "http" not in r.text
+            policy = r.headers["content-security-policy"]
+            assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+            assert ("'unsafe-inline'" in policy) == (path == "/redoc")
+            for src in sources:
+                assert client.get(src).status_code == 200

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or Store(settings.db_url, today=settings.today)
     store.upgrade()
-    app = FastAPI(title="dosewatch trial server", version="0.1.0", lifespan=_lifespan,
+    app = FastAPI(title="dosewatch trial server", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None,
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
     _handlers(app)
@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     from ..web.routes import mount
 
     mount(app)  # the dashboard: server-rendered pages on the same store, roles and site scoping
+    from .docs_pages import mount_docs
+
+    mount_docs(app)  # Swagger UI and ReDoc from the installed package (offline)
     return app
 
 
