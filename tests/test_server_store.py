@@ -359,3 +359,40 @@ def test_two_importers_at_once_leave_no_duplicate_and_lose_nothing(store):
     assert sum(r.created["observations"] for r in reports) == len(ids)
     with store.reading() as session:
         assert verify(session).ok
+
+
+@pytest.mark.parametrize("url, said", [
+    ("sqlite:///{tmp}/no/such/folder/x.db", "check that its folder exists"),
+    ("postgresql+psycopg://someone:secret-pw@127.0.0.1:1/test", "check that PostgreSQL runs"),
+    ("mysql://x@y/z", "is not a database dosewatch can use"),
+    ("not a url", "is not a database dosewatch can use"),
+])
+def test_a_database_that_cannot_be_opened_is_one_line_naming_it(tmp_path, url, said):
+    """The real command (not the test runner): one line on stderr naming the database, the password
+    hidden, and what to do; exit 2; no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dosewatch = str(Path(sys.executable).parent / "dosewatch")
+    run = subprocess.run([dosewatch, "db", "upgrade", "--db", url.format(tmp=tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], run.stderr
+    assert "secret-pw" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_export_makes_the_output_folder_and_refuses_a_wrong_suffix_first(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dosewatch = str(Path(sys.executable).parent / "dosewatch")
+    seed = Path(__file__).resolve().parents[1] / "src" / "dosewatch" / "data" / "seed" / "seed-patients.json"
+    out = tmp_path / "new" / "folder" / "adlb.csv"
+    run = subprocess.run([dosewatch, "export", str(seed), "--to", "adlb", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0 and out.stat().st_size > 0, run.stderr
+    missing = tmp_path / "missing.json"  # never read: the output is refused first
+    run = subprocess.run([dosewatch, "export", str(missing), "--to", "adlb", "-o", str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "write adlb as .csv or .xpt" in run.stderr and "missing.json" not in run.stderr

@@ -327,7 +327,14 @@ app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:  # a database the server commands cannot open: one line, no traceback
+        db = sys.modules.get("dosewatch.store.db")
+        if db is None or not isinstance(error, db.DatabaseUnavailable):
+            raise
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

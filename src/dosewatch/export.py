@@ -1,6 +1,7 @@
 """`dosewatch export`: the canonical record out again as FHIR, SDTM, graded ADLB, or AE datasets."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +25,8 @@ def check_output(to: str, output: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{output}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{output}: you may not write in {parent}")
 
 
 def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenalidomide",
@@ -31,6 +34,7 @@ def export_path(input: Path, to: str, output: Path, *, study_drug: str = "lenali
                 skip_invalid: bool = False, options: ReadOptions | None = None) -> list[Problem]:
     check_output(to, output)
     read = read_any(input, skip_invalid=skip_invalid, options=options)
+    (Path(output) if to in ("sdtm", "submission") else Path(output).parent).mkdir(parents=True, exist_ok=True)
     cohort = read.cohort
     day1 = cohort.first_dose_dates(study_drug)
     if to == "fhir":

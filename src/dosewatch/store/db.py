@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, exc as sa_exc, select
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import AuditHead
@@ -55,13 +55,48 @@ def make_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
+SCHEMES = ("sqlite", "postgresql")
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used: one line naming it (password hidden) and what to do."""
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return repr(url)
+
+
+def _unavailable(url: str, error: Exception) -> DatabaseUnavailable:
+    """The first line of the driver's message and the usual remedy for this kind of database."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    if url.startswith("sqlite"):
+        hint = "check that its folder exists and that you may write there"
+    else:
+        hint = "check that PostgreSQL runs at that host and port, that the database exists (createdb), " \
+               "and the user and password"
+    return DatabaseUnavailable(f"cannot open the database {_shown(url)}: {reason}; {hint}")
+
+
 class Store:
     """A database: ``reading()`` and ``writing()`` give sessions; ``today()`` is the assessment
     date (fixed in the demo, whose data are from 2007)."""
 
     def __init__(self, url: str | None = None, *, today: dt.date | None = None):
         self.url = url or default_url()
-        self.engine = make_engine(self.url)
+        try:
+            scheme = make_url(self.url).get_backend_name()
+        except sa_exc.ArgumentError:
+            scheme = None
+        if scheme not in SCHEMES:
+            raise DatabaseUnavailable(f"{_shown(self.url)} is not a database dosewatch can use: give "
+                                      "sqlite:///path/file.db or postgresql+psycopg://user@host/database")
+        try:
+            self.engine = make_engine(self.url)
+        except (sa_exc.ArgumentError, ImportError) as error:
+            raise _unavailable(self.url, error) from error
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer_sessions = sessionmaker(self.engine.execution_options(writer=True), expire_on_commit=False)
         self.fixed_today = today
@@ -88,7 +123,12 @@ class Store:
             yield session
 
     def upgrade(self) -> None:
-        upgrade(self.engine)
+        """Migrate to the newest schema; the first use of the database, so a database that cannot be
+        opened is a DatabaseUnavailable here."""
+        try:
+            upgrade(self.engine)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            raise _unavailable(self.url, error) from error
 
     def dispose(self) -> None:
         self.engine.dispose()
