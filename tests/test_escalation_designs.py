@@ -254,3 +254,16 @@ def test_adaptive_weight_when_last_dlt_is_at_the_window_end():
     """dfcrm divides 0 by 0 there and fails; dosewatch gives the fully followed patient weight 1."""
     o = Outcomes.from_lists([1, 1], [1, 0], [28, 28])
     assert CRM(SKELETON, 0.25, window=28, weights="adaptive").fit(o).extra["weights"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("outcomes, said", [
+    ("4TTN", "de-escalate to dose 3 (no patient was treated there yet)"),  # a trial that started above dose 3
+    ("3NNN 4TTN", "de-escalate to dose 3 (expand it from 3 to six)"),
+    ("3NNNN 4TTN", "de-escalate to dose 3 (complete its cohort, 4 treated so far)"),
+])
+def test_three_plus_three_says_what_the_dose_below_needs(outcomes, said):
+    """The reason a committee reads matches the state of the dose it is sent to."""
+    from dosewatch.escalation import make_design, parse_outcomes
+
+    rec = make_design("3+3", levels=5).fit(parse_outcomes(outcomes))
+    assert rec.next_dose == 3 and rec.decision == "de-escalate" and said in rec.reason

@@ -746,3 +746,42 @@ def test_the_api_docs_pages_are_offline_and_keep_the_policy(app):
             assert ("'unsafe-inline'" in policy) == (path == "/redoc")
             for src in sources:
                 assert client.get(src).status_code == 200
+
+
+def test_a_refused_decision_comes_back_with_its_message_and_the_values_entered(app):
+    client = login(app, "statistician")
+    fields = cohort_form(page(client, "cohort"))  # 3+3
+    r = client.post("/trials/demo/cohort/decision", data={**fields, "decision": "overridden",
+                                                          "reason": "DSMB asked for a lower dose"})
+    assert r.status_code == 400
+    assert 'id="decision-problem">choose the dose level' in r.text  # beside the form, not a bare error page
+    assert 'value="overridden" checked' in r.text and ">DSMB asked for a lower dose</textarea>" in r.text
+    assert 'action="/trials/demo/cohort/decision"' in r.text  # the board and its form, ready to correct
+
+
+def test_accepting_twice_records_one_decision(app):
+    """A double click or a resent form: the second accept on the same recommendation is a 409 that
+    says so, on the page and through the API; a decision that replaces it is still recorded."""
+    client = login(app, "statistician")
+    fields = cohort_form(page(client, "cohort"))
+    url = "/trials/demo/cohort/decision"
+    assert client.post(url, data={**fields, "decision": "accepted"}, follow_redirects=False).status_code == 303
+    again = client.post(url, data={**fields, "decision": "accepted"})
+    assert again.status_code == 409 and "already recorded" in again.text and "nothing was saved" in again.text
+    with app.state.store.reading() as session:
+        first = session.scalars(select(CohortDecision)).one()
+    from dosewatch.store.demo import PASSWORD
+
+    api = client.post("/api/token", data={"username": "statistician", "password": PASSWORD}).json()["access_token"]
+    auth = {"Authorization": f"Bearer {api}"}
+    r = client.post("/api/trials/demo/cohort/decision", json={"decision": "accepted", "design": "3+3"}, headers=auth)
+    assert r.status_code == 409 and f"#{first.id}" in r.json()["detail"]
+    r = client.post("/api/trials/demo/cohort/decision", json={"decision": "accepted", "design": "3+3",
+                                                                "supersedes": first.id, "reason": "re-recorded"},
+                    headers=auth)
+    assert r.status_code == 200
+    r = client.post("/api/trials/demo/cohort/decision", json={"decision": "overridden", "design": "3+3",
+                                                                "dose_level": 2, "reason": "lower"}, headers=auth)
+    assert r.status_code == 200  # a different decision is recorded
+    with app.state.store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(CohortDecision)) == 3

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import InputError
 from ..store.db import Store, data_dir
-from ..store.scope import Forbidden, NotFound, Refused
+from ..store.scope import Conflict, Forbidden, NotFound, Refused
 from .security import server_key
 
 log = logging.getLogger("dosewatch.api")
@@ -94,6 +94,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         return _problem(403, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _problem(409, str(exc))
 
     @app.exception_handler(Refused)
     async def _refused(_: Request, exc: Refused) -> JSONResponse:

@@ -67,7 +67,10 @@ class ThreePlusThree(Design):
         if not self.deescalate:
             return Recommendation(None, "stop", f"{state}: too toxic; dose {d - 1} is the MTD", d - 1, extra)
         if n[d - 2] < 6:
-            return Recommendation(d - 1, "de-escalate", f"{state}: too toxic; expand dose {d - 1} to six",
+            below = int(n[d - 2])
+            what = ("no patient was treated there yet" if below == 0 else f"expand it from {below} to six" if below == 3
+                    else f"complete its cohort, {below} treated so far")
+            return Recommendation(d - 1, "de-escalate", f"{state}: too toxic; de-escalate to dose {d - 1} ({what})",
                                   None, extra)
         # Korn et al.: the MTD is the highest dose where six patients had at most one DLT
         ok = [k + 1 for k in range(self.levels) if n[k] >= 6 and y[k] <= 1]

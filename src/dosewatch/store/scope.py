@@ -21,6 +21,10 @@ class Refused(ValueError):
     """A request that cannot be done as asked (4xx with the message)."""
 
 
+class Conflict(Refused):
+    """The request repeats what is already recorded (409): nothing new is saved."""
+
+
 @dataclass(frozen=True)
 class Viewer:
     """A user as the queries see them. ``site_ids`` is None for roles that see every site."""

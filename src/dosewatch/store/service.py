@@ -23,7 +23,7 @@ from .assess import recompute, trial_protocol
 from .audit import Change, append, now
 from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
 from .records import ImportReport, import_cohort, load_cohort
-from .scope import NotFound, Refused, Viewer, require, scoped, scoped_to_user
+from .scope import Conflict, NotFound, Refused, Viewer, require, scoped, scoped_to_user
 
 if TYPE_CHECKING:
     from .signatures import SignatureRequest
@@ -465,6 +465,8 @@ def decide_cohort(session: Session, trial: Trial, viewer: Viewer, design: str, d
     if decision == "overridden" and not (reason and reason.strip()):
         raise Refused("an override needs the reason")
     level = rec["next_dose"] if decision == "accepted" else dose_level
+    if supersedes is None:
+        _refuse_a_repeat(session, trial, design, decision, level, _jsonable(rec))
     row = CohortDecision(trial_id=trial.id, design=design, recommendation=_jsonable(rec), decision=decision,
                          dose_level=level, reason=reason, decided_by=viewer.name, decided_at=now(),
                          supersedes=supersedes)
@@ -477,6 +479,21 @@ def decide_cohort(session: Session, trial: Trial, viewer: Viewer, design: str, d
         sign(session, viewer, "cohort_decision", row.id, signature, trial_id=trial.id, decision=decision)
     return {"id": row.id, "decision": decision, "dose_level": level, "recommendation": row.recommendation,
             "supersedes": supersedes, "signatures": signatures_of(session, "cohort_decision", [row.id]).get(row.id, [])}
+
+
+def _refuse_a_repeat(session: Session, trial: Trial, design: str, decision: str, level: int | None,
+                     recommendation: dict[str, Any]) -> None:
+    """A second click, a resent form or a retried request: the same decision on the same
+    recommendation (the same records) as one still in force is not recorded again."""
+    replaced = select(CohortDecision.supersedes).where(CohortDecision.supersedes.is_not(None))
+    same = session.scalars(select(CohortDecision).where(
+        CohortDecision.trial_id == trial.id, CohortDecision.design == design, CohortDecision.decision == decision,
+        CohortDecision.id.not_in(replaced)).order_by(CohortDecision.id.desc())).all()
+    for old in same:
+        if old.dose_level == level and old.recommendation == recommendation:
+            raise Conflict(f"this decision is already recorded (#{old.id}, {old.decided_at[:16]} by {old.decided_by}) "
+                           "on the same recommendation: nothing was saved; to change it, record a decision that "
+                           "replaces it, with the reason")
 
 
 def _jsonable(value: Any) -> Any:

@@ -31,7 +31,7 @@ from ..escalation.crm import parse_skeleton
 from ..store import service
 from ..store.admin import authenticate, viewer_of
 from ..store.models import User
-from ..store.scope import CAPABILITIES, Forbidden, NotFound, Refused, Viewer, require
+from ..store.scope import CAPABILITIES, Conflict, Forbidden, NotFound, Refused, Viewer, require
 from ..store.signatures import SignatureRequest, sign_cohort_decision, sign_dose_action
 from . import queries, session as web_session
 from .timeline import timeline_svg
@@ -102,6 +102,8 @@ def translated() -> Iterator[None]:
         raise WebError(404, str(exc.args[0]) if exc.args else "not found") from None
     except Forbidden as exc:
         raise WebError(403, str(exc)) from None
+    except Conflict as exc:
+        raise WebError(409, str(exc)) from None
     except Refused as exc:
         raise WebError(400, str(exc)) from None
 
@@ -383,6 +385,12 @@ async def sign_action(request: Request, trial: str, action_id: int) -> Response:
 
 @router.get("/trials/{trial}/cohort", response_class=HTMLResponse)
 def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", skeleton: str = "") -> Response:
+    return _cohort_page(request, trial, design, target, skeleton)
+
+
+def _cohort_page(request: Request, trial: str, design: str, target: str, skeleton: str,
+                 form: dict[str, str] | None = None, form_problem: str | None = None, status: int = 200) -> Response:
+    """The board; after a refused decision, with the refusal beside the form and the values entered."""
     viewer = logged_in(request)
     store = store_of(request)
     if design not in queries.DESIGNS:
@@ -415,7 +423,8 @@ def cohort(request: Request, trial: str, design: str = "3+3", target: str = "", 
                                            "design": design, "target": target, "designs": queries.DESIGNS,
                                            "skeleton": ",".join(f"{p:g}" for p in skeleton_values or []),
                                            "default_skeleton": not skeleton.strip(), "levels": sorted(levels),
-                                           "decisions": decisions})
+                                           "decisions": decisions, "form": form or {}, "form_problem": form_problem},
+                  status=status)
 
 
 @router.post("/trials/{trial}/cohort/decision")
@@ -457,6 +466,8 @@ async def cohort_decision(request: Request, trial: str) -> Response:
             try:
                 result = service.decide_cohort(session, t, viewer, design, decision, chosen, reason, None, target,
                                                skeleton, signature, supersedes)
+            except Refused:
+                raise
             except ValueError as exc:  # a design that does not fit the protocol or the records
                 raise Refused(str(exc)) from exc
             recommended = result["recommendation"].get("next_dose")
@@ -464,7 +475,14 @@ async def cohort_decision(request: Request, trial: str) -> Response:
                 raise WebError(409, "the recommendation changed since the board was shown (new records or "
                                     "assessments): nothing was saved; look at the board again and decide")
 
-    await run_in_threadpool(save)
+    try:
+        await run_in_threadpool(save)
+    except WebError as exc:
+        if exc.status == 403:
+            raise
+        entered = {k: text(form, k, 2000) or "" for k in ("decision", "dose_level", "reason", "supersedes")}
+        return _cohort_page(request, trial, design, text(form, "target", 20) or "", text(form, "skeleton", 500) or "",
+                            entered, exc.message, exc.status)
     query = urlencode({"design": design, **({"target": text(form, "target", 20)} if target is not None else {}),
                        **({"skeleton": ",".join(f"{p:g}" for p in skeleton)} if skeleton else {}),
                        "msg": "signed" if signature else "cohort"})

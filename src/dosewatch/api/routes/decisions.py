@@ -102,6 +102,8 @@ def decide_cohort(trial: str, body: CohortDecisionIn, viewer: CurrentViewer, sto
                                          check_as_of(body.as_of), body.target,
                                          None if body.skeleton is None else check_skeleton(body.skeleton),
                                          _request(body.signature), body.supersedes)
+        except Refused:
+            raise
         except ValueError as exc:
             raise Refused(str(exc)) from exc
 
