@@ -268,3 +268,58 @@ def test_the_api_docs_render_offline(server, browser, shots, path, rendered):
     assert [u for u in fetched if not u.startswith((server, "blob:", "data:"))] == []
     page.screenshot(path=str(shots / f"api{path.replace('/', '-')}.png"))
     page.close()
+
+
+PAGES = ["/trials/demo/today", "/trials/demo/alerts", "/trials/demo/alerts?status=all", "/trials/demo/patients/seed-1",
+         "/trials/demo/patients/seed-3", "/trials/demo/cohort", "/trials/demo/cohort?design=tite-crm&target=0.3",
+         "/trials/demo/cohort?design=boin&target=0.3", "/trials/demo/import", "/trials/demo/audit"]
+ROLE_PAGES = {"nurse": PAGES,  # every page; the others where their role adds forms
+              "investigator": [p for p in PAGES if "/patients/" in p],
+              "statistician": [p for p in PAGES if "/cohort" in p]}
+
+
+@pytest.mark.parametrize("user", list(ROLE_PAGES))
+def test_every_page_passes_axe_core_at_desktop_and_tablet_width(server, browser, user):
+    """axe-core (4.12, bundled by axe-playwright-python) on every dashboard page, as each role sees
+    it, at 1,280 and 768 px: no serious or critical violation. The login page is checked logged out.
+    /docs and /redoc are Swagger UI's and ReDoc's own pages and are not checked here."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe, found = Axe(), []
+    for width in (1280, 768):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.goto(server + "/login")
+        for path in ["/login"] + ROLE_PAGES[user]:
+            if path != "/login":
+                page.goto(server + path)
+            page.wait_for_load_state("networkidle")
+            violations = axe.run(page).response["violations"]
+            found += [(width, path, v["id"], v["impact"], [n["html"][:100] for n in v["nodes"][:2]])
+                      for v in violations if v["impact"] in ("serious", "critical")]
+            if path == "/login":
+                page.fill("input[name=username]", user)
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+        context.close()
+    assert found == []
+
+
+def test_the_keyboard_reaches_the_content_and_the_patient_page_prints_the_record(server, browser, shots):
+    page = browser.new_page(viewport={"width": 768, "height": 1000})
+    page.goto(server + "/login")
+    page.fill("input[name=username]", "nurse")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(server + "/trials/demo/patients/seed-1")
+    page.keyboard.press("Tab")  # the first stop is the skip link
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.locator(".table-wrap").first.focus()  # a table that scrolls sideways takes the focus (arrow keys)
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "region"
+    page.emulate_media(media="print")
+    assert not page.locator("header nav").is_visible() and not page.locator("main form").first.is_visible()
+    assert page.locator("main h1").is_visible() and page.locator("main table").first.is_visible()
+    page.screenshot(path=str(shots / "patient-print.png"), full_page=True)
+    page.close()
