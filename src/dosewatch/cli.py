@@ -316,7 +316,7 @@ def protocol_schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-from .server_cli import audit_app, db_app, serve, sites_app, trials_app, users_app  # noqa: E402
+from .server_cli import audit_app, db_app, notify_app, serve, sites_app, trials_app, users_app  # noqa: E402
 
 app.command()(serve)
 app.add_typer(db_app, name="db")
@@ -324,6 +324,7 @@ app.add_typer(sites_app, name="sites")
 app.add_typer(users_app, name="users")
 app.add_typer(trials_app, name="trials")
 app.add_typer(audit_app, name="audit")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

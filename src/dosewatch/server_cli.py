@@ -63,23 +63,30 @@ def serve(
     if demo:
         create_demo(store)  # nothing to do in a copy of the template
         typer.echo(login_help(f"http://{host}:{port}"), err=True)
+    import os
+
+    from .store.notify import NotifyConfig
+
+    notify = NotifyConfig.from_env({"DOSEWATCH_BASE_URL": f"http://{host}:{port}", **os.environ})
     if workers == 1:
-        app = create_app(Settings(db_url=store.url, today=today, reassess_hour=reassess_hour), store=store)
+        app = create_app(Settings(db_url=store.url, today=today, reassess_hour=reassess_hour, notify=notify),
+                         store=store)
         uvicorn.run(app, host=host, port=port)
         return
     # Several processes: each worker builds the app from the environment (same database, same
     # server key file in the data folder), and this process keeps the one daily reassessment.
     import asyncio
-    import os
     import threading
 
-    from .api.app import reassess_daily
+    from .api.app import notify_forever, reassess_daily
 
     os.environ["DOSEWATCH_DB"] = store.engine.url.render_as_string(hide_password=False)
     if today is not None:
         os.environ["DOSEWATCH_TODAY"] = today.isoformat()
     threading.Thread(target=asyncio.run, args=(reassess_daily(store, reassess_hour),), daemon=True,
                      name="daily-reassessment").start()
+    threading.Thread(target=asyncio.run, args=(notify_forever(store, notify, 15.0),), daemon=True,
+                     name="notifications").start()
     uvicorn.run("dosewatch.api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
@@ -277,3 +284,36 @@ def audit_verify(db: DbOpt = None) -> None:
         return
     typer.echo(f"audit trail broken at entry {result.first_bad}: {result.problem}")
     raise typer.Exit(code=1)
+
+
+notify_app = typer.Typer(help="Alerts sent to people (e-mail, webhook).", no_args_is_help=True)
+
+
+@notify_app.callback()
+def _notify_group() -> None:
+    """Alerts sent to people. (a group, so that its one command keeps its name)"""
+
+
+@notify_app.command("run")
+def notify_run(
+    db: DbOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit (for cron)")] = False,
+    every: Annotated[float, typer.Option(min=1, help="Seconds between passes")] = 15.0,
+) -> None:
+    """Send what is due: critical alerts at once, digests at each user's hour, retries with back-off.
+    The SMTP relay and the dashboard's address come from DOSEWATCH_SMTP_HOST, _PORT, _FROM, _USER,
+    _PASSWORD, _STARTTLS and DOSEWATCH_BASE_URL. `serve` runs the same passes itself."""
+    import os
+    import time
+
+    from .channels import send
+    from .store.notify import NotifyConfig, deliver_once
+
+    store = _store(db)
+    config = NotifyConfig.from_env(dict(os.environ))
+    while True:
+        counts = deliver_once(store, config, send)
+        typer.echo(f"queued {counts['queued']}, sent {counts['sent']}, to retry or failed {counts['failed']}", err=True)
+        if once:
+            return
+        time.sleep(every)

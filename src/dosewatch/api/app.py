@@ -7,6 +7,7 @@ import logging
 import uuid
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,6 +16,9 @@ from ..errors import InputError
 from ..store.db import Store, data_dir
 from ..store.scope import Conflict, Forbidden, NotFound, Refused
 from .security import server_key
+
+if TYPE_CHECKING:
+    from ..store.notify import NotifyConfig
 
 log = logging.getLogger("dosewatch.api")
 
@@ -27,6 +31,8 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024
     today: dt.date | None = None  # fixed assessment date (the demo's data are from 2007)
     reassess_hour: int | None = None  # reassess every trial at start and daily at this hour (local time)
+    notify: "NotifyConfig | None" = None  # send alerts to people (store.notify) every notify_every seconds
+    notify_every: float = 15.0
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -38,9 +44,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
     _handlers(app)
-    from .routes import audit, decisions, login, trials
+    from .routes import audit, decisions, login, notifications, trials
 
-    for module in (login, trials, decisions, audit):
+    for module in (login, trials, decisions, audit, notifications):
         app.include_router(module.router, prefix="/api")
     from ..web.routes import mount
 
@@ -55,13 +61,32 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 async def _lifespan(app: FastAPI):
     """The daily reassessment runs beside the server (``serve`` sets the hour; several workers of
     ``app_from_env`` leave it to ``dosewatch trials reassess`` from cron)."""
-    hour = app.state.settings.reassess_hour
-    task = asyncio.create_task(reassess_daily(app.state.store, hour)) if hour is not None else None
+    settings = app.state.settings
+    tasks = []
+    if settings.reassess_hour is not None:
+        tasks.append(asyncio.create_task(reassess_daily(app.state.store, settings.reassess_hour)))
+    if settings.notify is not None:
+        tasks.append(asyncio.create_task(notify_forever(app.state.store, settings.notify, settings.notify_every)))
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+
+
+async def notify_forever(store: Store, config: "NotifyConfig", every: float) -> None:
+    """A delivery pass every ``every`` seconds (store.notify); a failure is logged and retried."""
+    from ..channels import send
+    from ..store.notify import deliver_once
+
+    while True:
+        try:
+            counts = await asyncio.to_thread(deliver_once, store, config, send)
+            if counts["sent"] or counts["failed"]:
+                log.info("notifications: %s", counts)
+        except Exception:
+            log.exception("notification pass failed")
+        await asyncio.sleep(every)
 
 
 async def reassess_daily(store: Store, hour: int) -> None:

@@ -292,3 +292,39 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_id: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class NotificationSetting(Base):
+    """How one user is told of alerts (``store.notify``): critical alerts at once, urgent and
+    warning alerts in a daily digest, by e-mail and/or webhook. Only alerts raised after the
+    settings were saved are sent (``after_alert``: the highest alert id then)."""
+
+    __tablename__ = "notification_settings"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    critical_now: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest_hour: Mapped[int | None] = mapped_column(Integer)  # local hour of the daily digest; None: no digest
+    after_alert: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class Delivery(Base):
+    """One alert to one person by one channel, sent once: the unique key makes every enqueuer
+    (several workers, a restart) agree on one row, and a sender claims a row before sending it."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "user_id", "channel"),
+                      Index("ix_deliveries_due", "status", "due_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email | webhook
+    kind: Mapped[str] = mapped_column(String(10))  # now | digest
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sending | sent | failed
+    due_at: Mapped[str] = mapped_column(String(40))  # UTC ISO time: send at or after it
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[str | None] = mapped_column(String(40))  # a claim by a sender, until then
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[str] = mapped_column(String(40))
