@@ -785,3 +785,27 @@ def test_accepting_twice_records_one_decision(app):
     assert r.status_code == 200  # a different decision is recorded
     with app.state.store.reading() as session:
         assert session.scalar(select(func.count()).select_from(CohortDecision)) == 3
+
+
+def test_the_notifications_page_saves_settings_and_keeps_a_refused_form(app):
+    client = login(app, "nurse")
+    html = page(client, "notifications")
+    token = csrf_of(html)
+    r = client.post("/trials/demo/notifications", data={"csrf": token, "email": "nurse@osu.example",
+                                                        "critical_now": "yes", "digest_hour": "7"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    html = page(client, "notifications?msg=notify")
+    assert 'value="nurse@osu.example"' in html and '<option value="7" selected>' in html and "saved" in html
+    r = client.post("/trials/demo/notifications", data={"csrf": token, "email": "nurse at osu",
+                                                        "webhook_url": "https://pager.example/hook"})
+    assert r.status_code == 400 and 'id="notify-problem">the e-mail address' in r.text
+    assert 'value="https://pager.example/hook"' in r.text  # the values come back with the message
+    with app.state.store.reading() as session:
+        from dosewatch.store.models import NotificationSetting
+
+        assert session.scalars(select(NotificationSetting)).one().email == "nurse@osu.example"
+    assert "Deliveries that failed" not in html
+    assert "Deliveries that failed" in page(login(app, "admin"), "notifications")
+    r = client.post("/trials/demo/notifications", data={"csrf": "forged", "email": "x@y.example"})
+    assert r.status_code == 403

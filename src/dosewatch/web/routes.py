@@ -50,7 +50,8 @@ SECURITY_HEADERS = {
 }
 MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decided": "Decision saved to the audit trail.",
             "signed": "Signed: the signature and the record's hash are in the audit trail.",
-            "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail."}
+            "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail.",
+            "notify": "Notification settings saved (and audited)."}
 UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
 
 
@@ -73,6 +74,9 @@ def mount(app: FastAPI) -> None:
     app.state.web_mounted = True
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
+    from .notifications import router as notifications_router
+
+    app.include_router(notifications_router)
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:

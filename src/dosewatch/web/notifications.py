@@ -1,0 +1,54 @@
+"""The dashboard's Notifications page: how the logged-in user is told of alerts (``store.notify``),
+and for the admin the deliveries that fail. Mounted with the other pages (``routes.mount``)."""
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from ..store.models import User
+from ..store.notify import failures, save_settings, settings_of
+from .routes import WebError, logged_in, nav, posted, render, store_of, text, translated, trial_or_404
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, trial: str, form: dict | None = None, problem: str | None = None,
+          status: int = 200) -> Response:
+    viewer = logged_in(request)
+    with store_of(request).reading() as session:
+        trial_or_404(session, trial)
+        current = settings_of(session, session.scalar(select(User).where(User.name == viewer.name)))
+        problems = failures(session, limit=100) if viewer.role == "admin" else []
+    return render(request, "notifications.html", {**nav(trial, "notifications"), "settings": form or current,
+                                                  "problem": problem, "failures": problems,
+                                                  "hours": list(range(24))}, status=status)
+
+
+@router.get("/trials/{trial}/notifications", response_class=HTMLResponse)
+def notifications(request: Request, trial: str) -> Response:
+    return _page(request, trial)
+
+
+@router.post("/trials/{trial}/notifications")
+async def save_notifications(request: Request, trial: str) -> Response:
+    viewer, form = await posted(request)
+    hour = text(form, "digest_hour", 2)
+    entered = {"email": text(form, "email", 254), "webhook_url": text(form, "webhook_url", 2000),
+               "critical_now": form.get("critical_now") == "yes", "digest_hour": int(hour) if hour and hour.isdigit()
+               else None}
+
+    def save() -> None:
+        with store_of(request).writing() as session, translated():
+            user = session.scalar(select(User).where(User.name == viewer.name))
+            save_settings(session, user, **entered, now=dt.datetime.now(dt.timezone.utc))
+
+    try:
+        await run_in_threadpool(save)
+    except WebError as exc:
+        return _page(request, trial, {**entered, "active": False}, exc.message, exc.status)
+    return RedirectResponse(f"/trials/{quote(trial)}/notifications?msg=notify", status_code=303)
