@@ -190,8 +190,12 @@ def test_today_lists_my_patients_with_state_and_open_alerts(app):
 
 def test_alert_inbox_most_severe_then_oldest_with_rule_source_and_action(app):
     html = page(login(app, "nurse"), "alerts")
-    severities = re.findall(r'<article class="alert sev-border-(\w+)"', html)
-    assert severities == sorted(severities, key=queries.severity_rank) and "critical" in severities
+    groups = [re.findall(r'<article class="alert compact sev-border-(\w+)"', g) for g in html.split('<section class="patient-alerts"')[1:]]
+    assert len(groups) >= 2 and "critical" in groups[0]
+    for severities in groups:  # within a patient: most severe first
+        assert severities == sorted(severities, key=queries.severity_rank)
+    firsts = [g[0] for g in groups]  # patients in the order of their most severe alert
+    assert firsts == sorted(firsts, key=queries.severity_rank)
     first = html.index('<article class="alert')
     tls = html.index("lenalidomide-cll-25mg-2007:tls")
     assert tls > first
@@ -343,7 +347,7 @@ def test_nurse_acknowledges_tls_alert_with_note_and_finds_the_audit_entry(app):
 def test_read_only_roles_see_no_ack_form_and_cannot_post(app):
     client = login(app, "monitor")
     html = page(client, "alerts")
-    assert "Acknowledge alert" not in html
+    assert ">Acknowledge</button>" not in html and "To do:" in html
     aid = alert_id(app, "seed-1", ":tls")
     r = client.post(f"/trials/demo/alerts/{aid}/ack", data={"csrf": csrf_of(html), "note": "x"})
     assert r.status_code == 403
@@ -675,9 +679,9 @@ def test_acknowledge_through_htmx_returns_only_the_alert(app):
     r = client.post(f"/trials/demo/alerts/{aid}/ack", headers={**HX, "HX-Target": f"alert-{aid}"},
                     data={"csrf": csrf_of(html), "note": "K repeated", "next": "/trials/demo/alerts", "view": "inbox"})
     assert r.status_code == 200 and "<html" not in r.text and "<nav" not in r.text
-    assert r.text.strip().startswith(f'<article class="alert sev-border-critical" id="alert-{aid}"')
+    assert r.text.strip().startswith(f'<article class="alert compact sev-border-critical" id="alert-{aid}"')
     assert "Alert acknowledged" in r.text and "Acknowledged by nurse" in r.text and "K repeated" in r.text
-    assert "Acknowledge alert" not in r.text  # the form is gone with the open state
+    assert ">Acknowledge</button>" not in r.text  # the form is gone with the open state
     assert "Content-Security-Policy" in r.headers
     with app.state.store.reading() as session:
         assert session.get(Alert, aid).status == "acknowledged"
@@ -809,3 +813,27 @@ def test_the_notifications_page_saves_settings_and_keeps_a_refused_form(app):
     assert "Deliveries that failed" in page(login(app, "admin"), "notifications")
     r = client.post("/trials/demo/notifications", data={"csrf": "forged", "email": "x@y.example"})
     assert r.status_code == 403
+
+
+def test_the_inbox_reads_in_seconds(app):
+    """One compact card per alert under its patient: what happened, what to do, the evidence folded
+    away, a note prompt for the kind of alert, a button named by its action; units as written."""
+    html = page(login(app, "nurse"), "alerts")
+    seed1 = html[html.index('id="pa-1"'):html.index("</section>")]
+    assert "seed-1" in seed1[:200] and seed1.count("<article") >= 3
+    card = seed1[seed1.index("<article"):seed1.index("</article>")]
+    assert "Laboratory tumor lysis syndrome (present)" in card and "To do:</strong> Tumor lysis syndrome - hold" in card
+    assert card.count("hold lenalidomide, treat TLS") == 2  # the instruction, and once in the folded message
+    assert '<details class="why">' in card and "potassium repeated" in card and ">Acknowledge</button>" in card
+    assert "Acknowledge alert" not in html and "e.g. K repeated, 5.1" not in html
+    flare = html[html.index("Tumor flare reaction (grade 5)") - 600:]
+    assert "airway assessed" in flare[:3000]
+
+
+@pytest.mark.parametrize("ucum, shown", [("10*9/L", "10⁹/L"), ("10*3/uL", "10³/µL"), ("Cel", "°C"),
+                                         ("umol/L", "µmol/L"), ("mg/dL", "mg/dL"), ("1", ""), ("meq/L", "mEq/L"),
+                                         ("{score}", ""), ("mL/min/{1.73_m2}", "mL/min/1.73 m²")])
+def test_units_are_shown_as_people_write_them(ucum, shown):
+    from dosewatch.web.display import unit_text
+
+    assert unit_text(ucum) == shown

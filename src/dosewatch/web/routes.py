@@ -669,8 +669,14 @@ def _jinja_filters() -> None:
     def fmt_date(value: Any) -> str:
         return value.isoformat() if isinstance(value, dt.date) else str(value or "")
 
+    from .display import alert_parts, grouped_in_order, note_prompt, unit_text
+
     templates.env.filters["json_short"] = json_short
     templates.env.filters["d"] = fmt_date
+    templates.env.filters["unit"] = unit_text
+    templates.env.filters["alert_parts"] = alert_parts
+    templates.env.filters["note_prompt"] = note_prompt
+    templates.env.filters["groupby_first"] = grouped_in_order
 
 
 _jinja_filters()
