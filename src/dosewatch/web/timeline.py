@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from ..record import study_day
+from .display import unit_text
 
 WIDTH = 960
 LEFT, RIGHT = 150, 165
@@ -176,7 +177,7 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
     right = LEFT + (WIDTH - LEFT - RIGHT)
     out = [f'<rect x="{LEFT}" y="{top}" width="{right - LEFT}" height="{PANEL}" fill="#f6f8fa" stroke="#d0d7de"/>',
            f'<text x="{LEFT - 8}" y="{top + 14}" text-anchor="end" class="tl-label">{_t(analyte.name)}</text>',
-           f'<text x="{LEFT - 8}" y="{top + 28}" text-anchor="end" class="tl-small">{_t(analyte.unit)}</text>']
+           f'<text x="{LEFT - 8}" y="{top + 28}" text-anchor="end" class="tl-small">{_t(unit_text(analyte.unit))}</text>']
     clusters: list[list[tuple[float, dict]]] = []  # cut-offs closer than a text line share one label
     for ln in sorted(near, key=lambda ln: -ln["value"]):
         ly = y(ln["value"])
@@ -188,7 +189,7 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
         for ly, ln in cluster:
             out.append(f'<line x1="{LEFT}" y1="{ly:.1f}" x2="{right}" y2="{ly:.1f}" stroke="{_line_colour(ln)}" '
                        f'stroke-dasharray="{"6 3" if ln["grade"] is None else "3 3"}">'
-                       f'<title>{_t(ln["source"])}: {ln["value"]:.4g} {_t(analyte.unit)}</title></line>')
+                       f'<title>{_t(ln["source"])}: {ln["value"]:.4g} {_t(unit_text(analyte.unit))}</title></line>')
         ty = sum(ly for ly, _ in cluster) / len(cluster) + 4
         worst_line = max((ln for _, ln in cluster), key=lambda ln: ln["grade"] if ln["grade"] is not None else 2.5)
         words = " · ".join(ln["label"] if ln["grade"] is None else f'{ln["label"]} {ln["value"]:.3g}' for _, ln in cluster)
@@ -200,7 +201,7 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
                    + " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in pts) + '"/>')
     for px, py, r in pts:
         g = worst.get(r["obs_id"], 0)
-        value = f'{r["orig_value"]:g} {r["orig_unit"] or ""}' if r["orig_value"] is not None else f'{r["value"]:.4g}'
+        value = f'{r["orig_value"]:g} {unit_text(r["orig_unit"])}' if r["orig_value"] is not None else f'{r["value"]:.4g}'
         out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{3 if g == 0 else 4.5}" fill="{GRADE_COLOURS.get(g)}">'
                    f'<title>{_t(label(r["date"]))}: {_t(code)} {_t(value)}{f" (grade {g})" if g else ""}</title></circle>')
     return "".join(out)
