@@ -1,0 +1,65 @@
+"""The closed loop: dosewatch's monitor reads the virtual record and its dose actions change what the
+virtual patient gets from the next day, and the patient's physiology answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dosewatch.insilico import loop, params, population
+from dosewatch.protocols import load_protocol
+
+U = loop.UNDETECTED
+
+
+def _high_risk_patient():
+    """One patient built to lyse: ALC 150 x10^9/L, a 9 cm node, three times the median kill sensitivity."""
+    v = params.central()
+    pop = population.sample(1, v, np.random.default_rng(0))
+    pop.alc[:] = 150.0
+    pop.node_cm[:] = 9.0
+    pop.kill_sensitivity[:] = 3.0
+    pop.flare_sensitivity[:] = 0.2  # keep flare out of the way
+    return pop, v
+
+
+@pytest.fixture(scope="module")
+def both_runs():
+    pop, v = _high_risk_patient()
+    protocol = load_protocol("lenalidomide-cll-25mg-2007")
+    acted = loop.run(loop.Arm(protocol, days=21, adherence={"miss_study_drug": 0.0}), pop, v, np.random.default_rng(5), follow=0)
+    ignored = loop.run(loop.Arm(protocol, days=21, act=False, adherence={"miss_study_drug": 0.0}), pop, v,
+                       np.random.default_rng(5), follow=0)
+    return acted, ignored
+
+
+def test_tls_is_detected_and_the_drug_is_held_from_the_next_day(both_runs):
+    acted, _ = both_runs
+    found = int(acted.detected["tls"][0])
+    assert found < U, "the monitor never saw the TLS"
+    assert acted.truth["lab_tls"][0] <= found
+    assert acted.first_hold[0] == found + 1
+    assert acted.first_hold_term[0] in loop.TLS_TERMS
+    dose = acted.series["dose"]
+    assert dose[found - 1] > 0  # the day it was found, the morning dose had been given
+    assert dose[found] == 0  # the next day: held
+
+
+def test_holding_lowers_the_virtual_potassium_against_the_same_patient_unheld(both_runs):
+    acted, ignored = both_runs
+    found = int(acted.detected["tls"][0])
+    assert ignored.first_hold[0] == U and ignored.series["dose"][found] > 0
+    later = slice(found + 2, found + 6)
+    assert np.mean(acted.series["K"][later]) < np.mean(ignored.series["K"][later])
+    assert np.mean(acted.series["URATE"][later]) < np.mean(ignored.series["URATE"][later])
+    # unheld, the kidney fails and potassium crosses the Cairo-Bishop 6.0 mmol/L; held, it never does
+    assert max(ignored.series["K"]) >= 6.0
+    assert max(acted.series["K"]) < 6.0
+    assert max(ignored.series["CREAT"]) > 1.5 * acted.series["CREAT"][0]
+
+
+def test_without_new_data_the_monitor_is_not_called():
+    pop, v = _high_risk_patient()
+    protocol = load_protocol("lenalidomide-cll-25mg-2007")
+    trace = loop.run(loop.Arm(protocol, days=21, labs="weekly"), pop, v, np.random.default_rng(5))
+    # weekly draws on days 1, 8, 15 (plus any day the patient presents ill)
+    assert 3 <= trace.evaluations < 21
