@@ -26,9 +26,9 @@ def _high_risk_patient():
 def both_runs():
     pop, v = _high_risk_patient()
     protocol = load_protocol("lenalidomide-cll-25mg-2007")
-    acted = loop.run(loop.Arm(protocol, days=21, adherence={"miss_study_drug": 0.0}), pop, v, np.random.default_rng(5), follow=0)
+    acted = loop.run(loop.Arm(protocol, days=21, adherence={"miss_study_drug": 0.0}), pop, v, 5, follow=0)
     ignored = loop.run(loop.Arm(protocol, days=21, act=False, adherence={"miss_study_drug": 0.0}), pop, v,
-                       np.random.default_rng(5), follow=0)
+                       5, follow=0)
     return acted, ignored
 
 
@@ -60,6 +60,6 @@ def test_holding_lowers_the_virtual_potassium_against_the_same_patient_unheld(bo
 def test_without_new_data_the_monitor_is_not_called():
     pop, v = _high_risk_patient()
     protocol = load_protocol("lenalidomide-cll-25mg-2007")
-    trace = loop.run(loop.Arm(protocol, days=21, labs="weekly"), pop, v, np.random.default_rng(5))
+    trace = loop.run(loop.Arm(protocol, days=21, labs="weekly"), pop, v, 5)
     # weekly draws on days 1, 8, 15 (plus any day the patient presents ill)
     assert 3 <= trace.evaluations < 21

@@ -57,15 +57,16 @@ def true_values(p: Patients, code: str) -> np.ndarray:
     return {"CREAT": p.creat, "K": p.k, "PHOS": p.phos, "CA": p.ca, "URATE": p.urate}[code]
 
 
-def measure(p: Patients, code: str, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A measurement of ``code`` for patients ``idx``: truth plus the noise of ``care.yaml``."""
+def measure(p: Patients, code: str, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """A measurement of ``code`` for patients ``idx``: truth plus the noise of ``care.yaml`` (``z``:
+    standard normal deviates for these patients)."""
     v = p.v
     x = true_values(p, code)[idx]
     noise = v.noise.get(code)
     if noise and "cv" in noise:
-        x = x * np.exp(rng.normal(0.0, noise["cv"], len(idx)))
+        x = x * np.exp(noise["cv"] * z)
     elif noise and "sd" in noise:
-        x = x + rng.normal(0.0, noise["sd"], len(idx))
+        x = x + noise["sd"] * z
     if code == "K":  # CLL cells leak potassium in the tube (criteria.md decision 10)
         wbc = true_values(p, "WBC")[idx]
         x = x + v.pseudohyperkalemia * np.maximum(wbc - 100.0, 0.0) / 100.0
@@ -77,8 +78,9 @@ def measure(p: Patients, code: str, idx: np.ndarray, rng: np.random.Generator) -
 class Recorder:
     """The growing record of every virtual patient, kept as chunks of canonical tables."""
 
-    def __init__(self, pids: np.ndarray, p: Patients):
+    def __init__(self, pids: np.ndarray, p: Patients, seed: int = 0):
         self.pids = pids
+        self.seed = seed
         self.obs: list[pl.DataFrame] = []
         self.doses: list[pl.DataFrame] = []
         self.events: list[pl.DataFrame] = []
@@ -91,15 +93,18 @@ class Recorder:
             "study_id": ["INSILICO"] * len(pids)}).pipe(lambda f: Cohort.conform(f, PATIENTS_SCHEMA))
         self._cache: Cohort | None = None
 
-    def draw(self, p: Patients, day: int, idx: np.ndarray, codes: list[str], rng: np.random.Generator,
-             hour: int = 8) -> dict[str, np.ndarray]:
-        """Measure ``codes`` for patients ``idx`` on study day ``day``; returns the measured values."""
+    def draw(self, p: Patients, day: int, idx: np.ndarray, codes: list[str], hour: int = 8) -> dict[str, np.ndarray]:
+        """Measure ``codes`` for patients ``idx`` on study day ``day``; returns the measured values.
+
+        The noise of a draw depends only on (seed, day, hour, code, patient), not on who else was drawn
+        or on which other days: a denser schedule sees the same values on the days both draw."""
         if not len(idx) or not codes:
             return {}
         when = dt.datetime.combine(date_of(day), dt.time(hour))
         parts, measured = [], {}
         for code in codes:
-            x = measure(p, code, idx, rng)
+            key = [self.seed, day + 1000, hour, (LAB_CODES + EXAM_CODES).index(code)]
+            x = measure(p, code, idx, np.random.default_rng(key).standard_normal(len(self.pids))[idx])
             measured[code] = x
             lo, hi = self.ranges.get(code, (None, None))
             parts.append(pl.DataFrame({

@@ -36,7 +36,8 @@ class Arm:
     days: int = 28
     labs: str = "protocol"  # protocol | daily | weekly (the protocol's codes on every day / days 1, 8, 15, ...)
     hydration: bool = False  # hydration on every treatment day beyond what the protocol prescribes
-    rasburicase: bool = False
+    rasburicase: bool = False  # rasburicase on days 1-7 beyond what the protocol prescribes
+    allopurinol: bool = False  # allopurinol every day beyond what the protocol prescribes (not recorded as a dose)
     adherence: dict[str, float] = field(default_factory=dict)  # miss_study_drug, miss_steroid, stop_steroid, miss_allopurinol
     act: bool = True  # False: the monitor runs but nobody acts on it (the counterfactual)
 
@@ -72,15 +73,20 @@ def _schedule(protocol: Protocol, days: int, labs: str) -> dict[int, list[str]]:
     return {d: every for d in range(1, days + 1, step)}
 
 
-def run(arm: Arm, pop: Population, v: Values, rng: np.random.Generator, follow: int | None = None) -> Trace:
-    """Simulate ``arm`` for every patient of ``pop``; ``follow`` keeps a daily timeline of one patient."""
+def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = None) -> Trace:
+    """Simulate ``arm`` for every patient of ``pop``; ``follow`` keeps a daily timeline of one patient.
+
+    Three independent random streams from ``seed``: physiology (infections, deaths), adherence, and
+    measurement noise (keyed by day and code), so that two arms run with one seed differ only where
+    their treatment or schedule makes them differ (common random numbers)."""
+    rng = np.random.default_rng([seed, 2])
     protocol, days = arm.protocol, arm.days
     sd = protocol.study_drug
     care = Values({**v, **arm.adherence})
     n = pop.n
-    p = Patients(pop, v, rng)
+    p = Patients(pop, v, np.random.default_rng([seed, 1]))
     pids = np.array([f"V{i + 1:05d}" for i in range(n)])
-    rec = Recorder(pids, p)
+    rec = Recorder(pids, p, seed)
     ids = sd.level_ids
     level = np.full(n, ids.index(sd.start_level))
     floor = ids.index(sd.min_level) if sd.min_level is not None else 0
@@ -116,7 +122,7 @@ def run(arm: Arm, pop: Population, v: Values, rng: np.random.Generator, follow: 
     # screening the day before day 1 (the Cairo-Bishop baseline is the last value before the first dose)
     everyone = np.arange(n)
     screen = list(dict.fromkeys([*LAB_CODES, *(c for cs in schedule.values() for c in cs)]))
-    for code, x in rec.draw(p, -1, everyone, screen, rng).items():
+    for code, x in rec.draw(p, -1, everyone, screen).items():
         last[code] = x.astype(float)
     baseline_creat[:] = last["CREAT"]
     for day in sorted(proph_by_day):
@@ -153,6 +159,7 @@ def run(arm: Arm, pop: Population, v: Values, rng: np.random.Generator, follow: 
         dex, allo, rasb, hyd = _prophylaxis(rec, proph_by_day.get(day, []), day, np.flatnonzero(on_drug), rng, care,
                                             steroid_stop, dex_eq, n)
         hyd |= arm.hydration & on_drug
+        allo |= arm.allopurinol & on_drug
         rasb |= arm.rasburicase & on_drug & (day <= 7)
         # --- one day of physiology ---
         t = p.step(dose, dex, allo, rasb, hyd)
@@ -165,10 +172,10 @@ def run(arm: Arm, pop: Population, v: Values, rng: np.random.Generator, follow: 
         scheduled = np.flatnonzero(alive) if codes else np.array([], dtype=int)
         ill = alive & ((p.temp >= 38.3) | (t.flare_grade >= 3) | t.airway | t.sepsis | t.died)
         presenting = np.setdiff1d(np.flatnonzero(ill), scheduled)
-        for code, x in rec.draw(p, day, scheduled, codes, rng).items():
+        for code, x in rec.draw(p, day, scheduled, codes).items():
             last[code][scheduled] = x
         full = list(dict.fromkeys([*LAB_CODES, *EXAM_CODES]))
-        for code, x in rec.draw(p, day, presenting, full, rng, hour=14).items():
+        for code, x in rec.draw(p, day, presenting, full, hour=14).items():
             last[code][presenting] = x
         for code, hit in (("AIRWAY", t.airway), ("SEPSIS", t.sepsis), ("HOSPITAL", t.sepsis | t.airway), ("DEATH", t.died)):
             rec.event(day, np.flatnonzero(hit), code)
