@@ -171,7 +171,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
         codes = schedule.get(day, [])
         scheduled = np.flatnonzero(alive) if codes else np.array([], dtype=int)
         ill = alive & ((p.temp >= 38.3) | (t.flare_grade >= 3) | t.airway | t.sepsis | t.died)
-        presenting = np.setdiff1d(np.flatnonzero(ill), scheduled)
+        presenting = np.flatnonzero(ill)  # drawn at presentation even after morning labs: a denser schedule sees a superset
         for code, x in rec.draw(p, day, scheduled, codes).items():
             last[code][scheduled] = x
         full = list(dict.fromkeys([*LAB_CODES, *EXAM_CODES]))
