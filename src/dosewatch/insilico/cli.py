@@ -44,6 +44,33 @@ def insilico_run(
     _print_summary(result)
 
 
+@insilico_app.command("calibrate")
+def insilico_calibrate(
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Virtual patients per target regimen")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (default: stdout)")] = None,
+) -> None:
+    """Compare the model's cycle-1 rates with the published ones (data/insilico/targets.yaml). A check,
+    not a fit: says for each rate whether the model lies inside the published exact 95% interval, and
+    which rates guided the hand-set parameters ("tuned") and which did not ("held-out")."""
+    import json
+
+    from .calibration import calibrate
+
+    result = calibrate(patients, seed)
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        typer.echo(text)
+    for r in result["targets"]:
+        p, m = r["published"], r["model"]
+        typer.echo(f"{r['id']:32s} {r['use']:9s} published {p['events']}/{p['patients']} "
+                   f"({100 * p['ci95'][0]:.0f}-{100 * p['ci95'][1]:.0f}%)  model {100 * m['rate']:.1f}%  "
+                   f"{'within' if r['within'] else 'OUTSIDE'}", err=True)
+    typer.echo(f"held-out rates within their published interval: {result['held_out_within']}/{result['held_out']}", err=True)
+
+
 def _print_summary(result: dict) -> None:
     """One line per arm and outcome on stderr (the JSON is on stdout or in --out)."""
     for arm in result["arms"]:

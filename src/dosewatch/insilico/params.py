@@ -27,7 +27,7 @@ class Param:
 
 @cache
 def table(name: str) -> dict:
-    """One parameter file as written."""
+    """One file of ``data/insilico`` as written (parameters, or ``targets``)."""
     text = resources.files("dosewatch").joinpath(f"data/insilico/{name}.yaml").read_text()
     return yaml.safe_load(text)
 

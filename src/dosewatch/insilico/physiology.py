@@ -130,7 +130,7 @@ class Patients:
         self._electrolytes(lysed, allopurinol, rasburicase, hydration)
         # marrow
         self.neut.step(v.neut_slope * pop.neut_sensitivity * e, alive)
-        self.plat.step(v.plat_slope * e, alive)
+        self.plat.step(v.plat_slope * pop.neut_sensitivity * e, alive)
         # infection, fever, febrile neutropenia, sepsis
         anc = self.neut.circ
         hazard = v.infection_base + v.infection_anc_lt_1 * (anc < 1.0) + v.infection_anc_lt_05 * (anc < 0.5)
