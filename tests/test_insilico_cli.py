@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from dosewatch.cli import app
@@ -28,6 +30,12 @@ def test_run_the_shipped_seed_scenario_writes_json_with_intervals(tmp_path):
             assert 0 <= lo <= o["rate"] <= hi <= 1
         assert set(arm["detection"]) >= {"lab_tls", "flare3", "fn", "tls_caught_before_clinical"}
         assert arm["treatment"]["monitor_evaluations"] > 0
+    assert "versus_first_arm" not in data["arms"][0]
+    for arm in data["arms"][1:]:
+        for key, d in arm["versus_first_arm"].items():
+            lo, hi = d["ci95"]
+            assert lo <= d["difference"] <= hi
+            assert d["difference"] == pytest.approx(arm["cycle1"][key]["rate"] - data["arms"][0]["cycle1"][key]["rate"], abs=1e-4)
 
 
 def test_a_user_scenario_file_with_a_start_level_and_weekly_labs(tmp_path):

@@ -77,4 +77,7 @@ def _print_summary(result: dict) -> None:
         typer.echo(f"{arm['id']} ({arm['start_dose']:g} {arm['unit']} start, {result['patients']} patients):", err=True)
         for key, o in arm["cycle1"].items():
             lo, hi = o["ci95"]
-            typer.echo(f"  cycle 1 {o['label']}: {100 * o['rate']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f})", err=True)
+            d = (arm.get("versus_first_arm") or {}).get(key)
+            vs = (f"; vs first arm {100 * d['difference']:+.1f} points ({100 * d['ci95'][0]:+.1f} to {100 * d['ci95'][1]:+.1f})"
+                  if d else "")
+            typer.echo(f"  cycle 1 {o['label']}: {100 * o['rate']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}){vs}", err=True)

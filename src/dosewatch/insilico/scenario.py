@@ -15,7 +15,7 @@ from ..protocols import load_protocol
 from ..protocols.model import Protocol
 from . import params
 from .loop import Arm, run
-from .outcomes import summarise
+from .outcomes import OUTCOMES, paired_difference, summarise
 from .population import sample
 
 
@@ -91,19 +91,23 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
     except KeyError as exc:
         raise InputError([Problem(scenario.id, "parameters", str(exc))]) from exc
     pop = sample(n, values, np.random.default_rng([seed, 0]))
-    arms = []
+    arms, hits = [], []
     for spec in scenario.arms:
         protocol = arm_protocol(spec, base)
         arm = Arm(protocol, scenario.days, spec.labs, spec.hydration, spec.rasburicase, spec.allopurinol,
                   dict(spec.adherence), spec.monitor_acts)
         trace = run(arm, pop, values, seed, follow=follow)
         sd = protocol.study_drug
+        cycle1 = {k: trace.truth[k] <= sd.cycle_days for k in OUTCOMES}
+        hits.append(cycle1)
         arms.append({
             "id": spec.id, "protocol": protocol.id, "protocol_version": protocol.version, "note": spec.note,
             "start_dose": sd.dose_at(sd.start_level), "unit": sd.unit, "labs": spec.labs,
             **summarise(trace, pop, sd.cycle_days),
             "timeline": {"patient": f"V{follow + 1:05d}", **trace.series} if follow is not None else None,
         })
+        if len(arms) > 1:  # each arm against the first, patient by patient
+            arms[-1]["versus_first_arm"] = {k: paired_difference(cycle1[k], hits[0][k], seed) for k in OUTCOMES}
     return {
         "scenario": scenario.id, "title": scenario.title, "question": scenario.question,
         "patients": n, "seed": seed, "days": scenario.days, "generated_by": "dosewatch insilico run",
