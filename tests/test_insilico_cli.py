@@ -64,6 +64,9 @@ def test_bad_scenarios_are_errors_naming_the_field_not_tracebacks(tmp_path):
     assert result.exit_code == 2 and "no_such" in result.output
     result = runner.invoke(app, ["insilico", "run", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "no such file" in result.output
+    f.write_text("id: x\ntitle: t\narms:\n  - {id: a, protocol: venetoclax-cll-rampup}\n")
+    result = runner.invoke(app, ["insilico", "run", str(f)])
+    assert result.exit_code == 2 and "lenalidomide only" in result.output
     f.write_text("id: x\ntitle: t\narms:\n  - {id: a, protocol: no-such-protocol}\n")
     result = runner.invoke(app, ["insilico", "run", str(f)])
     assert result.exit_code == 2

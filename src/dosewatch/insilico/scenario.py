@@ -48,7 +48,8 @@ class Scenario(_Strict):
     arms: tuple[ArmSpec, ...] = Field(min_length=1)
 
 
-SHIPPED = ("seed-start-low",)
+MODELLED_DRUGS = ("lenalidomide",)
+SHIPPED = ("seed-start-low", "lab-schedule")
 
 
 def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
@@ -72,6 +73,9 @@ def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
 def arm_protocol(spec: ArmSpec, base: Path) -> Protocol:
     candidate = base / spec.protocol
     protocol = load_protocol(candidate if candidate.exists() else spec.protocol)
+    if protocol.study_drug.drug not in MODELLED_DRUGS:
+        raise InputError([Problem(spec.id, "protocol", f"{protocol.id} gives {protocol.study_drug.drug}; the virtual "
+                                  f"patients model {', '.join(MODELLED_DRUGS)} only (docs/insilico.md)")])
     if spec.start_level is not None:
         if spec.start_level not in protocol.study_drug.level_ids:
             raise InputError([Problem(spec.id, "start_level",
