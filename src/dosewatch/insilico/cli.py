@@ -71,6 +71,41 @@ def insilico_calibrate(
     typer.echo(f"held-out rates within their published interval: {result['held_out_within']}/{result['held_out']}", err=True)
 
 
+@insilico_app.command("sensitivity")
+def insilico_sensitivity(
+    scenario: Annotated[Path, typer.Argument(help="A scenario YAML file or a shipped scenario's name")],
+    outcome: Annotated[str, typer.Option("--outcome", help="lab_tls, clinical_tls, flare, flare3, fn or death")] = "lab_tls",
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Virtual patients per run")] = 1000,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the file's)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (default: stdout)")] = None,
+    svg: Annotated[Optional[Path], typer.Option("--svg", help="Also write the tornado chart (SVG) here")] = None,
+) -> None:
+    """One-at-a-time sensitivity (tornado) of the last arm minus the first, cycle 1, over every uncertain
+    parameter, on the model alone (without the monitor)."""
+    import json
+
+    from ..errors import InputError
+    from .scenario import load_scenario
+    from .sensitivity import tornado, tornado_svg
+
+    try:
+        spec, base = load_scenario(scenario)
+        result = tornado(spec, base, outcome, patients, seed)
+    except (InputError, KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        typer.echo(text)
+    if svg:
+        svg.write_text(tornado_svg(result))
+    for r in result["parameters"][:10]:
+        typer.echo(f"{r['parameter']:28s} {r['status']:10s} low {100 * r['low']['difference']:+6.1f}  "
+                   f"high {100 * r['high']['difference']:+6.1f}  (central {100 * result['central_difference']:+.1f})", err=True)
+
+
 def _print_summary(result: dict) -> None:
     """One line per arm and outcome on stderr (the JSON is on stdout or in --out)."""
     for arm in result["arms"]:

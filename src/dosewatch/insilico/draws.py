@@ -170,3 +170,17 @@ class Recorder:
                       whole.events.filter(keep))
 
 
+
+
+class NoRecord:
+    """A recorder that keeps nothing: the model alone, without the clinic's record or the monitor
+    (sensitivity analyses over many parameter values)."""
+
+    def draw(self, *args, **kwargs) -> dict[str, np.ndarray]:
+        return {}
+
+    def dose(self, *args, **kwargs) -> None:
+        return None
+
+    def event(self, *args, **kwargs) -> None:
+        return None

@@ -16,7 +16,7 @@ import numpy as np
 from ..monitor import evaluate
 from ..protocols.model import Protocol
 from ..protocols.schedule import cycle_of, relative_assessment_plan, relative_prophylaxis_plan
-from .draws import EXAM_CODES, LAB_CODES, Recorder, date_of
+from .draws import EXAM_CODES, LAB_CODES, NoRecord, Recorder, date_of
 from .params import Values, table
 from .physiology import Patients
 from .population import Population
@@ -40,6 +40,7 @@ class Arm:
     allopurinol: bool = False  # allopurinol every day beyond what the protocol prescribes (not recorded as a dose)
     adherence: dict[str, float] = field(default_factory=dict)  # miss_study_drug, miss_steroid, stop_steroid, miss_allopurinol
     act: bool = True  # False: the monitor runs but nobody acts on it (the counterfactual)
+    watch: bool = True  # False: no record and no monitor at all - the model alone (sensitivity runs)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     n = pop.n
     p = Patients(pop, v, np.random.default_rng([seed, 1]))
     pids = np.array([f"V{i + 1:05d}" for i in range(n)])
-    rec = Recorder(pids, p, seed)
+    rec = Recorder(pids, p, seed) if arm.watch else NoRecord()
     ids = sd.level_ids
     level = np.full(n, ids.index(sd.start_level))
     floor = ids.index(sd.min_level) if sd.min_level is not None else 0
@@ -186,7 +187,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
                 series.setdefault(name, []).append(float(x[follow]))
         # --- the monitor, for the patients with new data today ---
         fresh = np.union1d(scheduled, np.flatnonzero(ill))
-        if not len(fresh):
+        if not len(fresh) or not arm.watch:
             continue
         evaluations += 1
         assessments = evaluate(rec.of(fresh), protocol, date_of(day))
@@ -227,7 +228,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     return Trace(truth, detected, holds, first_hold, first_hold_term, stopped.copy(), dose_given, evaluations, series)
 
 
-def _prophylaxis(rec: Recorder, planned: list[tuple], day: int, idx: np.ndarray, rng: np.random.Generator, care: Values,
+def _prophylaxis(rec: Recorder | NoRecord, planned: list[tuple], day: int, idx: np.ndarray, rng: np.random.Generator, care: Values,
                  steroid_stop: np.ndarray, dex_eq: dict | None = None, n: int | None = None):
     """Record today's planned prophylaxis for patients ``idx`` (taken or not, by adherence) and return
     (dexamethasone-equivalent mg, allopurinol, rasburicase, hydration) per patient."""
