@@ -63,3 +63,37 @@ def test_without_new_data_the_monitor_is_not_called():
     trace = loop.run(loop.Arm(protocol, days=21, labs="weekly"), pop, v, 5)
     # weekly draws on days 1, 8, 15 (plus any day the patient presents ill)
     assert 3 <= trace.evaluations < 21
+
+
+def _seed_patient_1():
+    """The seed abstract's patient 1: bulky nodes, WBC ~197 x10^9/L, prednisone 20 mg daily instead of
+    dexamethasone, omitted from day 3. Kill and flare sensitivity are chosen high (1.5x and 2x the
+    population median): he was the extreme patient of four."""
+    from dosewatch.insilico.calibration import target_protocol
+
+    v = params.central()
+    pop = population.sample(1, v, np.random.default_rng(0))
+    pop.alc[:], pop.node_cm[:] = 190.0, 9.0
+    pop.kill_sensitivity[:], pop.flare_sensitivity[:] = 1.5, 2.0
+    pop.k[:], pop.urate[:], pop.phos[:], pop.creat[:] = 4.2, 360.0, 1.1, 90.0
+    pop.age[:], pop.weight[:], pop.male[:] = 60.0, 80.0, True
+    protocol = target_protocol({"protocol": "lenalidomide-cll-25mg-2007",
+                                "prophylaxis": {"drug": "prednisone", "steps": [{"days": "1-14", "dose": 20}]}})
+    adherence = {"steroid_stop_day": 3, "miss_study_drug": 0.0}
+    return {act: loop.run(loop.Arm(protocol, days=14, act=act, adherence=adherence), pop, v, 3, follow=0)
+            for act in (False, True)}
+
+
+def test_seed_patient_1_story_untreated_and_with_the_monitor_acting():
+    runs = _seed_patient_1()
+    story = runs[False]
+    assert story.series["dex"][:2] == [3.0, 3.0] and not any(story.series["dex"][2:])  # prednisone 20 mg = 3 mg dex
+    assert max(story.series["flare"][2:8]) > story.series["flare"][1]  # the flare grows once the steroid stops
+    assert story.truth["lab_tls"][0] <= 3
+    assert story.truth["clinical_tls"][0] <= 10  # acute renal failure
+    assert story.truth["death"][0] <= 10  # he died on day 10
+    assert story.detected["tls"][0] == story.truth["lab_tls"][0]  # daily labs: reported the day it began
+    acted = runs[True]
+    assert acted.first_hold[0] == acted.detected["tls"][0] + 1
+    assert max(acted.series["K"][:10]) < 6.0
+    assert acted.truth["death"][0] == U

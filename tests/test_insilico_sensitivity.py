@@ -35,3 +35,17 @@ def test_sensitivity_command_and_its_errors(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["insilico", "sensitivity", str(f), "--outcome", "nonsense"])
     assert bad.exit_code == 2 and "unknown outcome" in bad.output
+
+
+def test_joint_uncertainty_bands_hold_their_medians_and_are_reproducible():
+    from dosewatch.insilico.sensitivity import joint_uncertainty
+
+    a = joint_uncertainty(_scenario(), draws=6, patients=60)
+    assert a == joint_uncertainty(_scenario(), draws=6, patients=60)
+    for arm in a["arms"]:
+        for key in ("lab_tls", "death"):
+            lo, hi = arm[key]["interval95"]
+            assert 0 <= lo <= arm[key]["median"] <= hi <= 1
+    d = a["last_minus_first"]["lab_tls"]
+    assert d["interval95"][0] <= d["median"] <= d["interval95"][1]
+    assert 0 <= d["draws_last_arm_worse"] <= 6

@@ -38,7 +38,8 @@ class Arm:
     hydration: bool = False  # hydration on every treatment day beyond what the protocol prescribes
     rasburicase: bool = False  # rasburicase on days 1-7 beyond what the protocol prescribes
     allopurinol: bool = False  # allopurinol every day beyond what the protocol prescribes (not recorded as a dose)
-    adherence: dict[str, float] = field(default_factory=dict)  # miss_study_drug, miss_steroid, stop_steroid, miss_allopurinol
+    # miss_study_drug, miss_steroid, stop_steroid, miss_allopurinol; steroid_stop_day (a story's fixed day)
+    adherence: dict[str, float] = field(default_factory=dict)
     act: bool = True  # False: the monitor runs but nobody acts on it (the counterfactual)
     watch: bool = True  # False: no record and no monitor at all - the model alone (sensitivity runs)
 
@@ -83,7 +84,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     rng = np.random.default_rng([seed, 2])
     protocol, days = arm.protocol, arm.days
     sd = protocol.study_drug
-    care = Values({**v, **arm.adherence})
+    care = Values({**v, **{k: x for k, x in arm.adherence.items() if k != "steroid_stop_day"}})
     n = pop.n
     p = Patients(pop, v, np.random.default_rng([seed, 1]))
     pids = np.array([f"V{i + 1:05d}" for i in range(n)])
@@ -108,6 +109,8 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     truth = {k: np.full(n, UNDETECTED) for k in ("lab_tls", "clinical_tls", "flare", "flare3", "fn", "death", "airway")}
     detected = {k: np.full(n, UNDETECTED) for k in ("tls", "flare", "flare3", "fn", "any")}
     steroid_stop = np.where(rng.random(n) < care.stop_steroid, rng.integers(2, 8, n), UNDETECTED)
+    if "steroid_stop_day" in arm.adherence:  # a story: everyone stops the steroid on this study day
+        steroid_stop[:] = int(arm.adherence["steroid_stop_day"])
     schedule = _schedule(protocol, days, arm.labs)
     proph = relative_prophylaxis_plan(protocol, days)
     proph_by_day: dict[int, list[tuple]] = {}
