@@ -97,3 +97,15 @@ def test_seed_patient_1_story_untreated_and_with_the_monitor_acting():
     assert acted.first_hold[0] == acted.detected["tls"][0] + 1
     assert max(acted.series["K"][:10]) < 6.0
     assert acted.truth["death"][0] == U
+
+
+def test_a_patient_who_tolerates_it_escalates_every_28_days_as_the_protocol_says():
+    v = params.central()
+    pop = population.sample(1, v, np.random.default_rng(0))
+    pop.alc[:], pop.node_cm[:] = 10.0, 2.0
+    pop.kill_sensitivity[:], pop.flare_sensitivity[:], pop.neut_sensitivity[:] = 0.5, 0.1, 0.3
+    protocol = load_protocol("lenalidomide-cll-escalation")
+    trace = loop.run(loop.Arm(protocol, days=60, adherence={"miss_study_drug": 0.0}), pop, v, 1, follow=0)
+    dose = trace.series["dose"]
+    assert set(dose[:28]) == {2.5} and set(dose[28:56]) == {5.0} and set(dose[56:]) == {10.0}
+    assert trace.first_hold[0] == U

@@ -98,7 +98,8 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     hold_change = np.zeros(n, dtype=int)
     hold_day = np.zeros(n, dtype=int)
     resumed_on = np.zeros(n, dtype=int)
-    severe_on = np.full(n, -UNDETECTED)  # last day the monitor saw a grade >= 3 event begin
+    severe_on = np.full(n, -UNDETECTED)  # last day the monitor saw an event that stops escalation begin
+    esc_grade = sd.escalation.unless_grade_at_least if sd.escalation else 3
     seen: set[tuple] = set()
     last: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in (*LAB_CODES, *EXAM_CODES)}
     baseline_creat = np.full(n, np.nan)
@@ -205,7 +206,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
                         detected["flare3"][i] = min(detected["flare3"][i], day)
                 if e.term == FN_TERM:
                     detected["fn"][i] = min(detected["fn"][i], day)
-                if (e.grade or 0) >= 3 and e.onset >= date_of(1):
+                if (e.grade or 0) >= esc_grade and e.onset >= date_of(1):
                     severe_on[i] = max(severe_on[i], (e.onset - date_of(1)).days + 1)
             if a.alerts:
                 detected["any"][i] = min(detected["any"][i], day)

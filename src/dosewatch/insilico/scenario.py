@@ -124,9 +124,11 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
 
 CAVEATS = [
     "Model parameters are set by hand near published rates, not fitted; most are dosewatch assumptions "
-    "(data/insilico/*.yaml, status 'assumption'). The intervals are Monte Carlo intervals over virtual "
-    "patients and do not include parameter uncertainty.",
-    "Intra-day draws (venetoclax 6-8 h and 24 h) are not modelled: one morning draw per scheduled day.",
+    "(data/insilico/*.yaml, status 'assumption'). These intervals are Monte Carlo intervals over virtual "
+    "patients and do not include parameter uncertainty ('dosewatch insilico uncertainty' gives parameter "
+    "bands for the model without the monitor).",
+    "Lenalidomide only; one morning draw per scheduled day (no intra-day draws); a patient who becomes ill "
+    "presents and is examined the same day; nobody treats a complication beyond holding the drug.",
     "The truth of laboratory TLS has no time window; the monitor applies Cairo-Bishop's window, so TLS "
     "outside it is counted as true and missed.",
 ]
