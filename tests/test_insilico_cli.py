@@ -62,6 +62,12 @@ def test_bad_scenarios_are_errors_naming_the_field_not_tracebacks(tmp_path):
     f.write_text("id: x\ntitle: t\nparameters: {no_such: 1}\narms:\n  - {id: a, protocol: lenalidomide-cll-25mg-2007}\n")
     result = runner.invoke(app, ["insilico", "run", str(f)])
     assert result.exit_code == 2 and "no_such" in result.output
+    f.write_text("id: x\ntitle: t\nparameters: {kill_max: abc}\narms:\n  - {id: a, protocol: lenalidomide-cll-25mg-2007}\n")
+    result = runner.invoke(app, ["insilico", "run", str(f)])
+    assert result.exit_code == 2 and "kill_max" in result.output and "shape" in result.output
+    f.write_text("")
+    result = runner.invoke(app, ["insilico", "run", str(f)])
+    assert result.exit_code == 2
     result = runner.invoke(app, ["insilico", "run", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "no such file" in result.output
     f.write_text("id: x\ntitle: t\narms:\n  - {id: a, protocol: venetoclax-cll-rampup}\n")
@@ -70,3 +76,18 @@ def test_bad_scenarios_are_errors_naming_the_field_not_tracebacks(tmp_path):
     f.write_text("id: x\ntitle: t\narms:\n  - {id: a, protocol: no-such-protocol}\n")
     result = runner.invoke(app, ["insilico", "run", str(f)])
     assert result.exit_code == 2
+
+
+def test_a_protocol_asking_for_what_the_model_does_not_simulate_says_so(tmp_path):
+    import yaml
+
+    from dosewatch.protocols import load_protocol
+
+    d = load_protocol("lenalidomide-cll-25mg-2007").model_dump(mode="json")
+    d["id"] = "with-vitals"
+    d["monitoring"][1]["codes"] = ["LNDIAM", "LNTENDER", "TEMP", "PAIN", "HR"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(d))
+    (tmp_path / "s.yaml").write_text("id: s\ntitle: s\npatients: 4\ndays: 3\narms:\n  - {id: a, protocol: p.yaml}\n")
+    result = runner.invoke(app, ["insilico", "run", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["arms"][0]["not_simulated"] == ["HR"]

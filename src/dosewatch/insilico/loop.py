@@ -60,12 +60,23 @@ class Trace:
     series: dict[str, list] = field(default_factory=dict)
 
 
+SIMULATED = (*LAB_CODES, *EXAM_CODES)
+
+
+def not_simulated(protocol: Protocol) -> list[str]:
+    """Codes the protocol's monitoring asks for that the virtual patients do not have (the monitor
+    then reports them missing, as it would for a real patient)."""
+    return sorted({c for a in protocol.monitoring for c in a.codes} - set(SIMULATED))
+
+
 def _schedule(protocol: Protocol, days: int, labs: str) -> dict[int, list[str]]:
-    """Study day -> codes drawn that day."""
+    """Study day -> simulated codes drawn that day."""
     plan = relative_assessment_plan(protocol, days)
     codes_by_day: dict[int, list[str]] = {}
     for day, code in plan.select("study_day", "code").iter_rows():
         codes_by_day.setdefault(day, [])
+        if code not in SIMULATED:
+            continue
         if code not in codes_by_day[day]:
             codes_by_day[day].append(code)
     if labs == "protocol":

@@ -78,7 +78,19 @@ def drawn(rng: np.random.Generator, names: list[str] | None = None) -> Values:
 
 
 def with_overrides(values: Values, overrides: dict[str, Any]) -> Values:
+    """``values`` with some replaced; an unknown name or a value of another shape than the parameter's
+    (a number for a number, a list of numbers of the same length for a list) is an error."""
     unknown = [k for k in overrides if k not in values]
     if unknown:
         raise KeyError(f"unknown model parameter(s): {', '.join(unknown)}")
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    for name, new in overrides.items():
+        old = values[name]
+        ok = (number(old) and number(new)) or (
+            isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and all(map(number, new)))
+        if not ok:
+            raise ValueError(f"parameter {name}: {new!r} does not have the shape of its value {old!r}")
     return Values({**values, **overrides})

@@ -14,7 +14,7 @@ from ..errors import InputError, Problem
 from ..protocols import load_protocol
 from ..protocols.model import Protocol
 from . import params
-from .loop import Arm, run
+from .loop import Arm, not_simulated, run
 from .outcomes import OUTCOMES, paired_difference, summarise
 from .population import sample
 
@@ -92,7 +92,7 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
     seed = scenario.seed if seed is None else seed
     try:
         values = params.with_overrides(params.central(), scenario.parameters)
-    except KeyError as exc:
+    except (KeyError, ValueError) as exc:
         raise InputError([Problem(scenario.id, "parameters", str(exc))]) from exc
     pop = sample(n, values, np.random.default_rng([seed, 0]))
     arms, hits = [], []
@@ -107,6 +107,7 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
         arms.append({
             "id": spec.id, "protocol": protocol.id, "protocol_version": protocol.version, "note": spec.note,
             "start_dose": sd.dose_at(sd.start_level), "unit": sd.unit, "labs": spec.labs,
+            "not_simulated": not_simulated(protocol),
             **summarise(trace, pop, sd.cycle_days),
             "timeline": {"patient": f"V{follow + 1:05d}", **trace.series} if follow is not None else None,
         })
