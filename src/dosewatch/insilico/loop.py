@@ -199,7 +199,8 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
             for name, x in (("dose", dose), ("dex", dex), ("K", p.k), ("PHOS", p.phos), ("URATE", p.urate),
                             ("CREAT", p.creat), ("NEUT", p.neut.circ), ("LYM", p.alc), ("flare", p.flare_index),
                             ("held", held.astype(float)), ("measured_K", last["K"])):
-                series.setdefault(name, []).append(float(x[follow]))
+                dead = truth["death"][follow] < day  # nothing to draw after the day of death
+                series.setdefault(name, []).append(None if dead else float(x[follow]))
         # --- the monitor, for the patients with new data today ---
         fresh = np.union1d(scheduled, np.flatnonzero(ill))
         if not len(fresh) or not arm.watch:

@@ -35,22 +35,26 @@ def _bars(result: dict, key: str) -> str:
 
 def _timeline(t: dict[str, Any]) -> str:
     """Dose and true potassium of one virtual patient by study day, as inline SVG."""
-    k, dose = t.get("K") or [], t.get("dose") or []
-    if not k:
+    k, dose = t.get("K") or [], [d or 0.0 for d in t.get("dose") or []]
+    if not any(x is not None for x in k):
         return ""
     w, h = 700, 140
     n = len(k)
-    kmax, dmax = max(max(k), 6.5), max(max(dose), 1)
+    alive = [x for x in k if x is not None]
+    kmax, dmax = max(max(alive), 6.5), max(max(dose), 1)
     sx = lambda d: 40 + (w - 60) * d / max(n - 1, 1)  # noqa: E731
     sk = lambda v: h - 20 - (h - 40) * (v - 3) / (kmax - 3)  # noqa: E731
-    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(i):.1f},{sk(v):.1f}" for i, v in enumerate(k))
+    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(i):.1f},{sk(v):.1f}" for i, v in enumerate(k) if v is not None)
+    died = next((i for i, v in enumerate(k) if v is None), None)
+    death = (f'<text x="{sx(died):.1f}" y="{h - 24}" fill="#c33">died day {died}</text>' if died is not None else "")
     bars = "".join(f'<rect x="{sx(i) - 3:.1f}" y="{h - 20 - 30 * d / dmax:.1f}" width="6" height="{30 * d / dmax:.1f}" '
                    f'fill="#9bb7de"/>' for i, d in enumerate(dose) if d > 0)
     six = sk(6.0)
     return (f'<svg width="{w}" height="{h}" role="img">{bars}<line x1="40" x2="{w - 20}" y1="{six:.1f}" y2="{six:.1f}" '
             f'stroke="#c33" stroke-dasharray="4"/><text x="{w - 150}" y="{six - 4:.1f}" fill="#c33">K 6.0 (Cairo-Bishop)</text>'
-            f'<path d="{path}" fill="none" stroke="#222" stroke-width="1.5"/>'
-            f'<text x="0" y="12">true K (line), {escape(t["patient"])}; study-drug dose (bars), days 1-{n}</text></svg>')
+            f'<path d="{path}" fill="none" stroke="#222" stroke-width="1.5"/>{death}'
+            f'<text x="0" y="12">true K (line), {escape(t["patient"])} (the largest tumour burden); study-drug dose (bars), '
+            f'days 1-{n}</text></svg>')
 
 
 def render_html(result: dict) -> str:

@@ -86,8 +86,10 @@ def arm_protocol(spec: ArmSpec, base: Path) -> Protocol:
 
 
 def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | None = None, seed: int | None = None,
-                 follow: int | None = 0) -> dict[str, Any]:
-    """Every arm on the same virtual patients and random numbers; the result is plain JSON data."""
+                 follow: int | None = -1) -> dict[str, Any]:
+    """Every arm on the same virtual patients and random numbers; the result is plain JSON data.
+    ``follow``: the patient whose daily timeline is kept (-1: the one with the largest tumour burden,
+    the likeliest to show lysis; None: no timeline)."""
     n = patients or scenario.patients
     seed = scenario.seed if seed is None else seed
     try:
@@ -95,6 +97,8 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
     except (KeyError, ValueError) as exc:
         raise InputError([Problem(scenario.id, "parameters", str(exc))]) from exc
     pop = sample(n, values, np.random.default_rng([seed, 0]))
+    if follow == -1:
+        follow = int(np.argmax(pop.alc + pop.node_equiv * pop.node_cm ** 3))
     arms, hits = [], []
     for spec in scenario.arms:
         protocol = arm_protocol(spec, base)
