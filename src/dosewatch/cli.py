@@ -264,6 +264,10 @@ from .review.cli import report_app  # noqa: E402  (light: heavy imports happen i
 
 app.add_typer(report_app, name="report")
 
+from .insilico.cli import insilico_app  # noqa: E402  (light: heavy imports happen inside its command)
+
+app.add_typer(insilico_app, name="insilico")
+
 protocol_app = typer.Typer(help="Protocols as data: show a protocol's calendar, validate a protocol file.", no_args_is_help=True)
 app.add_typer(protocol_app, name="protocol")
 
