@@ -837,3 +837,25 @@ def test_units_are_shown_as_people_write_them(ucum, shown):
     from dosewatch.web.display import unit_text
 
     assert unit_text(ucum) == shown
+
+
+def test_the_timeline_has_axis_values_labels_that_fit_one_unit_and_doses_in_mg(app):
+    """seed-3: 25 mg, then 10, then 5 written on the lenalidomide bars; each lab panel has values on
+    its axis and is drawn in the unit the lab reported (the table's), its TLS cut-off too; the
+    right-hand labels stay inside the picture; dose actions read as sentences."""
+    html = page(login(app, "nurse"), "patients/seed-3")
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    doses = re.findall(r'class="tl-dose"[^>]*>([^<]+)<', svg)
+    assert doses[:1] == ["25 mg"] and "10 mg" in doses and "5 mg" in doses
+    assert re.search(r'class="tl-small">mg/dL<', svg)  # phosphate, urate, calcium, creatinine as reported
+    assert re.search(r'class="tl-tag" fill="[^"]+"><title>[^<]*</title>TLS ≥4\.49<', svg)  # 1.45 mmol/L in mg/dL
+    width = int(re.search(r'viewBox="0 0 (\d+) ', svg).group(1))
+    from dosewatch.web.timeline import LEFT, RIGHT, WIDTH
+
+    for x, text in re.findall(r'<text x="([\d.]+)"[^>]*class="tl-tag"[^>]*>(?:<title>[^<]*</title>)?([^<]+)<', svg):
+        if float(x) > WIDTH - RIGHT:  # a cut-off's label in the right margin: it fits in the picture
+            assert float(x) + 6.2 * len(text) <= width + 2, text
+    ticks = re.findall(rf'<text x="{LEFT - 6}" y="[\d.]+" text-anchor="end" class="tl-small">([\d.]+)<', svg)
+    assert len(ticks) >= 7 * 2  # at least two values on each lab panel's axis
+    seed1 = page(login(app, "nurse"), "patients/seed-1")
+    assert "Hold lenalidomide (25 mg, dose level 5)" in seed1 and "grade -" not in seed1

@@ -84,3 +84,21 @@ def grouped_in_order(rows: list[dict[str, Any]], key: str) -> list[tuple[Any, li
     for row in rows:
         groups.setdefault(row[key], []).append(row)
     return list(groups.items())
+
+
+_ACTION_WORDS = {"hold": "Hold", "discontinue": "Stop", "resume": "Resume", "reduce": "Reduce",
+                 "continue": "Continue", "escalate": "Escalate"}
+
+
+def action_words(d: dict[str, Any]) -> str:
+    """A dose action as a sentence: 'Hold lenalidomide (25 mg, dose level 5)'; the reason follows it."""
+    verb = _ACTION_WORDS.get(d.get("action") or "", (d.get("action") or "").capitalize())
+    dose = d.get("dose")
+    at = "at " if d.get("action") in ("resume", "reduce", "escalate") else ""
+    where = f" ({at}{dose:g} mg, dose level {d['level']})" if dose is not None and d.get("level") is not None else ""
+    return f"{verb} {d.get('drug') or ''}{where}".strip()
+
+
+def reason_words(text: str | None) -> str:
+    """The monitor's reason without an empty grade ('grade -' for a syndrome that has none)."""
+    return re.sub(r" grade -(?= |$)", "", text or "")

@@ -669,7 +669,7 @@ def _jinja_filters() -> None:
     def fmt_date(value: Any) -> str:
         return value.isoformat() if isinstance(value, dt.date) else str(value or "")
 
-    from .display import alert_parts, grouped_in_order, note_prompt, unit_text
+    from .display import action_words, alert_parts, grouped_in_order, note_prompt, reason_words, unit_text
 
     templates.env.filters["json_short"] = json_short
     templates.env.filters["d"] = fmt_date
@@ -677,6 +677,8 @@ def _jinja_filters() -> None:
     templates.env.filters["alert_parts"] = alert_parts
     templates.env.filters["note_prompt"] = note_prompt
     templates.env.filters["groupby_first"] = grouped_in_order
+    templates.env.filters["action_words"] = action_words
+    templates.env.filters["reason_words"] = reason_words
 
 
 _jinja_filters()

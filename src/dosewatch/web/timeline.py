@@ -12,6 +12,7 @@ No script and no style attribute: the page's Content-Security-Policy allows neit
 from __future__ import annotations
 
 import datetime as dt
+import re
 from html import escape
 from typing import Any
 
@@ -21,7 +22,8 @@ from ..record import study_day
 from .display import unit_text
 
 WIDTH = 960
-LEFT, RIGHT = 150, 165
+LEFT, RIGHT = 196, 190
+NAME_X = LEFT - 46  # names and units right-aligned here; the value ticks between them and the panel
 ROW, PANEL, GAP = 18, 64, 10
 GRADE_COLOURS = {0: "#3f4a5a", 1: "#7a6200", 2: "#b34a00", 3: "#c81e1e", 4: "#6e0b0b", 5: "#000000"}
 SEVERITY_COLOURS = {"critical": "#a50e0e", "urgent": "#b34a00", "warning": "#7a6200", "info": "#3f4a5a"}
@@ -80,6 +82,7 @@ def timeline_svg(cohort, day1: dt.date | None, protocol, alerts: list[dict], eve
                              f'stroke="#c81e1e" stroke-width="1.5"/>'
                              f'<path d="M{bx:.1f} {y + 2}l{bw:.1f} {ROW - 4}M{bx + bw:.1f} {y + 2}l{-bw:.1f} {ROW - 4}" '
                              f'stroke="#c81e1e" stroke-width="1.5"/></g>')
+        parts.extend(_dose_labels(doses.filter(pl.col("drug") == drug).sort("date"), y, x, day_w))  # over the bars
         y += ROW
     # Events (syndromes, grade >= 3, reported clinical events).
     parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="tl-label">events</text>')
@@ -140,6 +143,45 @@ def _rank(severity: str) -> int:
     return SEVERITY_ORDER.get(severity, len(SEVERITY_ORDER))
 
 
+def _dose_labels(rows: pl.DataFrame, top: float, x, day_w: float) -> list[str]:
+    """The dose written on the bars where it changes (25 mg, then 10, then 5: a reduction is seen),
+    when the run of days at that dose is wide enough for the text; every bar's title has its dose."""
+    given = [r for r in rows.iter_rows(named=True) if r["date"] is not None and r["status"] == "completed"
+             and r["dose"] is not None]
+    runs: list[list[dict]] = []
+    for r in given:
+        if runs and runs[-1][-1]["dose"] == r["dose"] and (r["date"] - runs[-1][-1]["date"]).days <= 7:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    if len({r["dose"] for r in given}) <= 1 and len(runs) <= 1:
+        return []  # one dose throughout: the title says it, the row needs no text
+    out, free_from = [], 0.0
+    for run in runs:
+        text = f'{run[0]["dose"]:g} {run[0]["dose_unit"] or ""}'.strip()
+        x0, x1 = x(run[0]["date"]) + day_w * 0.1, x(run[-1]["date"]) + day_w * 0.9
+        if x1 - x0 >= 6.2 * len(text) + 4 and x0 >= free_from:
+            out.append(f'<text x="{x0 + 2:.1f}" y="{top + 13}" class="tl-dose" fill="#ffffff">{_t(text)}</text>')
+            free_from = x0 + 6.2 * len(text) + 6
+    return out
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    """Two to four round values inside [lo, hi] for a panel's axis."""
+    import math
+
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    step = 10 ** math.floor(math.log10(span / 2))
+    for m in (1, 2, 5, 10):
+        if span / (m * step) <= 4:
+            step *= m
+            break
+    first = math.ceil(lo / step) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step) + 1)]
+
+
 def _axis(start: dt.date, n_days: int, day_w: float, anchor: dt.date, has_day1: bool) -> str:
     step = next(s for s in (1, 2, 7, 14, 28, 56, 84, 168, 364) if n_days / s <= 16)
     out = [f'<line x1="{LEFT}" y1="24" x2="{LEFT + n_days * day_w:.1f}" y2="24" stroke="#8a94a3"/>']
@@ -158,6 +200,12 @@ def _axis(start: dt.date, n_days: int, day_w: float, anchor: dt.date, has_day1: 
 
 def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst: dict[str, int], top: float,
                x, day_w: float, label) -> str:
+    unit, to_shown = _shown_unit(rows, analyte)
+    rows = rows.with_columns(pl.col("value").map_elements(to_shown, return_dtype=pl.Float64))
+    lines = [{**ln, "value": to_shown(ln["value"]),
+              # a criterion's label names its cut-off: in the chart's unit, as the line is drawn
+              "label": re.sub(r"([<>≤≥]=?)\s*[-\d.]+.*$", lambda m: f"{m.group(1)}{to_shown(ln['value']):.3g}",
+                              ln["label"]) if ln["grade"] is None else ln["label"]} for ln in lines]
     values = [v for v in rows["value"].to_list() if v is not None]
     if not values:
         return ""
@@ -176,8 +224,12 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
 
     right = LEFT + (WIDTH - LEFT - RIGHT)
     out = [f'<rect x="{LEFT}" y="{top}" width="{right - LEFT}" height="{PANEL}" fill="#f6f8fa" stroke="#d0d7de"/>',
-           f'<text x="{LEFT - 8}" y="{top + 14}" text-anchor="end" class="tl-label">{_t(analyte.name)}</text>',
-           f'<text x="{LEFT - 8}" y="{top + 28}" text-anchor="end" class="tl-small">{_t(unit_text(analyte.unit))}</text>']
+           f'<text x="{NAME_X}" y="{top + 14}" text-anchor="end" class="tl-label">{_t(analyte.name)}</text>',
+           f'<text x="{NAME_X}" y="{top + 28}" text-anchor="end" class="tl-small">{_t(unit_text(unit))}</text>']
+    for v in _ticks(lo, hi):
+        ty = y(v)
+        out.append(f'<line x1="{LEFT - 4}" y1="{ty:.1f}" x2="{LEFT}" y2="{ty:.1f}" stroke="#8a94a3"/>'
+                   f'<text x="{LEFT - 6}" y="{ty + 3.5:.1f}" text-anchor="end" class="tl-small">{v:g}</text>')
     clusters: list[list[tuple[float, dict]]] = []  # cut-offs closer than a text line share one label
     for ln in sorted(near, key=lambda ln: -ln["value"]):
         ly = y(ln["value"])
@@ -189,11 +241,14 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
         for ly, ln in cluster:
             out.append(f'<line x1="{LEFT}" y1="{ly:.1f}" x2="{right}" y2="{ly:.1f}" stroke="{_line_colour(ln)}" '
                        f'stroke-dasharray="{"6 3" if ln["grade"] is None else "3 3"}">'
-                       f'<title>{_t(ln["source"])}: {ln["value"]:.4g} {_t(unit_text(analyte.unit))}</title></line>')
+                       f'<title>{_t(ln["source"])}: {ln["value"]:.4g} {_t(unit_text(unit))}</title></line>')
         ty = sum(ly for ly, _ in cluster) / len(cluster) + 4
         worst_line = max((ln for _, ln in cluster), key=lambda ln: ln["grade"] if ln["grade"] is not None else 2.5)
-        words = " · ".join(ln["label"] if ln["grade"] is None else f'{ln["label"]} {ln["value"]:.3g}' for _, ln in cluster)
-        out.append(f'<text x="{right + 4}" y="{ty:.1f}" class="tl-tag" fill="{_line_colour(worst_line)}">{_t(words)}</text>')
+        names = [ln["label"] if ln["grade"] is None else f'{ln["label"]} {ln["value"]:.3g}' for _, ln in cluster]
+        shown = names[:2] if len(" · ".join(names)) > 28 else names  # the right margin holds ~30 characters
+        words = " · ".join(shown) + (f" +{len(names) - len(shown)}" if len(shown) < len(names) else "")
+        out.append(f'<text x="{right + 4}" y="{ty:.1f}" class="tl-tag" fill="{_line_colour(worst_line)}">'
+                   f'<title>{_t(" · ".join(names))}</title>{_t(words)}</text>')
     pts = [(x(r["date"]) + day_w / 2, y(r["value"]), r) for r in rows.iter_rows(named=True)
            if r["value"] is not None and r["date"] is not None]
     if len(pts) > 1:
@@ -201,7 +256,26 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
                    + " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in pts) + '"/>')
     for px, py, r in pts:
         g = worst.get(r["obs_id"], 0)
-        value = f'{r["orig_value"]:g} {unit_text(r["orig_unit"])}' if r["orig_value"] is not None else f'{r["value"]:.4g}'
+        value = (f'{r["orig_value"]:g} {unit_text(r["orig_unit"])}' if r["orig_value"] is not None
+                 else f'{r["value"]:.4g} {unit_text(unit)}')
         out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{3 if g == 0 else 4.5}" fill="{GRADE_COLOURS.get(g)}">'
                    f'<title>{_t(label(r["date"]))}: {_t(code)} {_t(value)}{f" (grade {g})" if g else ""}</title></circle>')
     return "".join(out)
+
+
+def _shown_unit(rows: pl.DataFrame, analyte) -> tuple[str, Any]:
+    """The unit the chart is drawn in: the one the lab reported most of the values in (the table
+    beside the chart shows them as reported), converted exactly from the canonical values; the
+    canonical unit when the reported one does not convert."""
+    from .. import units
+
+    reported = [u for u in rows["orig_unit"].to_list() if u] if "orig_unit" in rows.columns else []
+    if reported:
+        unit = max(set(reported), key=reported.count)
+        try:
+            scale, offset = analyte.conversion(units.normalize_unit(unit))
+        except Exception:  # a unit the catalog cannot convert: draw the canonical values
+            return analyte.unit, lambda v: v
+        if scale:
+            return unit, lambda v: None if v is None else (v - offset) / scale
+    return analyte.unit, lambda v: v
