@@ -35,6 +35,8 @@ def setup() -> None:
     if not STAMP.exists() or STAMP.read_text() != wanted:
         sh(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         sh(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
+        # numba's kernels compiled now, not on a user's first large file (dosewatch/compiled.py)
+        sh(BIN / "python", "-m", "dosewatch.compiled")
         STAMP.write_text(wanted)
 
 

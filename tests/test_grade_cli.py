@@ -131,3 +131,72 @@ def test_installed_command(tmp_path):
     bad = write(tmp_path, ["S1,POTAS,K,abc,mmol/L,3.5,5.1,,1"], name="bad.csv")
     done = subprocess.run([str(EXE), "grade", str(bad), "-o", str(out)], capture_output=True, text=True)
     assert done.returncode == 2 and "bad.csv data row 1: AVAL: not a number" in done.stderr
+
+
+# The output is written as the input lines, byte for byte, plus the added fields; files whose lines
+# are not their rows one to one are rewritten as a whole frame instead. Both give the same table.
+QUOTED_ROWS = ['"S1",POTAS,K,"1,5",mmol/L,3.5,5.1,,1',      # quoted fields, a comma inside a value
+               'S1,POTAS,K,"4""2",mmol/L,3.5,5.1,,2',        # a quote inside a value
+               'S1,POTAS,K,6.5,mmol/L,3.50,5.1,4.00,3']      # numbers as written: 3.50 stays 3.50
+
+
+def test_output_lines_are_the_input_lines_then_the_grades(tmp_path):
+    src, out = write(tmp_path, QUOTED_ROWS), tmp_path / "out.csv"
+    result = run(["grade", str(src), "-o", str(out), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    lines_in, lines_out = src.read_text().splitlines(), out.read_text().splitlines()
+    assert len(lines_out) == len(lines_in)
+    for a, b in zip(lines_in, lines_out):
+        assert b.startswith(a + ",")
+    graded = pl.read_csv(out, infer_schema=False)
+    # reasons with a comma and a quote are quoted as CSV wants them and read back whole
+    assert graded["ATOXRSNH"].to_list()[:2] == ["invalid input: AVAL: not a number: '1,5'",
+                                                "invalid input: AVAL: not a number: '4\"2'"]
+    assert graded["ATOXGRH"].to_list() == [None, None, "3"]
+    assert graded["ANRLO"][2] == "3.50" and graded["USUBJID"][0] == "S1"
+    # no line break after the last line: the same lines
+    src.write_text(src.read_text().rstrip("\n"))
+    assert run(["grade", str(src), "-o", str(out), "--skip-invalid"]).exit_code == 0
+    assert out.read_text().splitlines() == lines_out
+
+
+def _same_table(a: Path, b: Path) -> None:
+    assert pl.read_csv(a, infer_schema=False).equals(pl.read_csv(b, infer_schema=False))
+
+
+def test_files_whose_lines_are_not_rows_are_rewritten_whole(tmp_path):
+    plain = tmp_path / "plain.csv"
+    plain.write_text(HEADER + "\n".join(ROWS) + "\n")
+    expected = tmp_path / "expected.csv"
+    assert run(["grade", str(plain), "-o", str(expected)]).exit_code == 0
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes((HEADER + "\n".join(ROWS) + "\n").replace("\n", "\r\n").encode())
+    out = tmp_path / "crlf_out.csv"
+    assert run(["grade", str(crlf), "-o", str(out)]).exit_code == 0
+    _same_table(out, expected)
+    assert "\r" not in out.read_text()
+    # a blank line: polars reads it as a row of empty fields, kept (ungraded) as before
+    blank = tmp_path / "blank.csv"
+    blank.write_text(HEADER + "\n".join(ROWS[:2]) + "\n\n" + "\n".join(ROWS[2:]) + "\n")
+    out = tmp_path / "blank_out.csv"
+    assert run(["grade", str(blank), "-o", str(out)]).exit_code == 0
+    graded = pl.read_csv(out, infer_schema=False)
+    assert graded.height == len(ROWS) + 1 and graded.row(2) == (None,) * 13 + ("no term", "no term")
+    assert graded.remove(pl.int_range(pl.len()) == 2).equals(pl.read_csv(expected, infer_schema=False))
+    # a quoted line break inside a field: one row over two lines
+    broken = tmp_path / "broken.csv"
+    broken.write_text("NOTE," + HEADER + '"two\nlines",' + ROWS[0] + "\n")
+    out = tmp_path / "broken_out.csv"
+    assert run(["grade", str(broken), "-o", str(out)]).exit_code == 0
+    graded = pl.read_csv(out, infer_schema=False)
+    assert graded["NOTE"].to_list() == ["two\nlines"] and graded["ATOXGRH"].to_list() == ["3"]
+
+
+def test_grades_already_in_the_file_are_replaced_in_place(tmp_path):
+    src = write(tmp_path, ROWS[:1], header=HEADER.strip() + ",ATOXGRH,ATOXGRL\n")
+    src.write_text(src.read_text().replace(",1\n", ",1,9,9\n"))  # stale grades, 9 and 9
+    out = tmp_path / "out.csv"
+    assert run(["grade", str(src), "-o", str(out)]).exit_code == 0
+    graded = pl.read_csv(out, infer_schema=False)
+    assert graded.columns[:11] == HEADER.strip().split(",") + ["ATOXGRH", "ATOXGRL"]
+    assert graded["ATOXGRH"].to_list() == ["3"] and graded["ATOXGRL"].to_list() == ["0"]

@@ -17,9 +17,10 @@ from dosewatch.escalation.base import Outcomes
 from dosewatch.escalation.boin import boin_boundaries, select_mtd
 from dosewatch.escalation.cli import design_app
 from dosewatch.escalation.crm import fit_crm, get_prior
-from dosewatch.escalation.simulate import (CrmPosterior, _boin_tables, _prob_table, boin_batch, crm_batch,
-                                           make_settings, select_mtd_batch, simulate, simulate_grid,
-                                           three_plus_three_batch, three_plus_three_exact, tite_boin_batch)
+from dosewatch.escalation.sim_rules import _boin_tables, _prob_table
+from dosewatch.escalation.simulate import (CrmPosterior, boin_batch, crm_batch, make_settings, select_mtd_batch,
+                                           simulate, simulate_grid, three_plus_three_batch, three_plus_three_exact,
+                                           tite_boin_batch)
 
 SIM = Path(__file__).parent / "fixtures" / "dosefinding" / "sim"
 S1 = [0.05, 0.10, 0.20, 0.30, 0.45]

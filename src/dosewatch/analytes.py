@@ -5,10 +5,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from . import units
+from .yaml_load import safe_load
 
 
 class Analyte(BaseModel):
@@ -149,7 +149,7 @@ def load_local_codes(path: str | Path) -> dict[tuple[str, str], str]:
 @cache
 def catalog() -> Catalog:
     """The catalog shipped with dosewatch (data/analytes.yaml)."""
-    raw = yaml.safe_load(resources.files("dosewatch").joinpath("data/analytes.yaml").read_text())
+    raw = safe_load(resources.files("dosewatch").joinpath("data/analytes.yaml").read_text())
     analytes = []
     for kind_key, kind in (("labs", "lab"), ("vitals", "vital"), ("exam", "exam"), ("symptoms", "symptom")):
         for row in raw[kind_key]:

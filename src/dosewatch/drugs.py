@@ -4,8 +4,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-import yaml
 from pydantic import BaseModel, ConfigDict
+
+from .yaml_load import safe_load
 
 
 class Drug(BaseModel):
@@ -40,5 +41,5 @@ class DrugCatalog:
 
 @cache
 def drug_catalog() -> DrugCatalog:
-    raw = yaml.safe_load(resources.files("dosewatch").joinpath("data/drugs.yaml").read_text())
+    raw = safe_load(resources.files("dosewatch").joinpath("data/drugs.yaml").read_text())
     return DrugCatalog([Drug(**row) for row in raw["drugs"]])

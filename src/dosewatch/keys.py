@@ -2,15 +2,15 @@
 table have a few dozen distinct (code, unit) pairs, and each pair is looked up once, not per row."""
 from __future__ import annotations
 
-import numba
 import numpy as np
 import polars as pl
+
+from .compiled import jit, use_compiled
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: mixes keys (Fibonacci hashing)
 
 
-@numba.njit(cache=True, nogil=True)
-def _ids_of_keys(hashes, bits):  # pragma: no cover - compiled; tested through factorize
+def _ids_of_keys(hashes, bits):  # pragma: no cover - compiled (compiled.jit); tested through factorize
     """One pass with an open-addressing table of 2^bits slots: each row's combined key gets a small
     id (in order of first appearance) and each id its first row. Returns count -1 when the table
     is half full, so that the caller retries with a larger one."""
@@ -42,6 +42,19 @@ def _ids_of_keys(hashes, bits):  # pragma: no cover - compiled; tested through f
     return ids, first, count
 
 
+def _ids_of_keys_numpy(hashes):
+    """``_ids_of_keys`` without compiling: the same combined keys, numbered by a polars hash group-by
+    (no sort), ids in order of first appearance."""
+    key = np.zeros(hashes[0].shape[0], np.uint64)
+    for h in hashes:
+        key = key * _GOLDEN + h  # wraps modulo 2^64, as the compiled loop does
+    rows = pl.DataFrame({"key": key}).with_row_index("row")
+    firsts = rows.group_by("key", maintain_order=True).agg(pl.col("row").first()).with_row_index("id")
+    ids = rows.join(firsts.select("key", "id"), on="key", how="left", maintain_order="left")["id"]
+    first = firsts["row"].to_numpy().astype(np.int64)
+    return ids.to_numpy().astype(np.uint32), first, first.shape[0]
+
+
 def readonly(a: np.ndarray, dtype) -> np.ndarray:
     """A contiguous read-only view (copied only when needed) of ``a`` as ``dtype``: compiled
     functions then see one array type, whatever the source, and are compiled once."""
@@ -53,13 +66,16 @@ def readonly(a: np.ndarray, dtype) -> np.ndarray:
 def factorize(*columns: pl.Series) -> tuple[np.ndarray, list[tuple]]:
     """Small integer ids (uint32, in order of first appearance) for the distinct combinations of
     the columns, and the values of each combination. Strings are hashed once by polars (64 bits
-    per column); the combined keys are numbered in one compiled pass."""
+    per column); the combined keys are numbered in one compiled pass (or one numpy sort: compiled.py)."""
     hashes = tuple(readonly(col.hash(seed=7).to_numpy(), np.uint64) for col in columns)
-    bits = 8
-    while True:
-        ids, first, count = _ids_of_keys(hashes, bits)
-        if count >= 0:
-            break
-        bits += 4
+    if use_compiled(hashes[0].shape[0]):
+        bits = 8
+        while True:
+            ids, first, count = jit(_ids_of_keys)(hashes, bits)
+            if count >= 0:
+                break
+            bits += 4
+    else:
+        ids, first, count = _ids_of_keys_numpy(hashes)
     rows = first[:count].tolist()
     return ids, [tuple(col[i] for col in columns) for i in rows]

@@ -17,8 +17,8 @@ Two readings (``reading``):
   grade 0 needs the references of the lowest-grade rules.
 
 Speed: rows are keyed by (term or code, unit) once; each distinct key is compiled to per-grade
-thresholds in the reported unit, and one compiled loop (numba) grades every row in both directions
-against its key's few thresholds, so that no Python runs per row.
+thresholds in the reported unit, and one loop (ctcae_kernel.py: numpy, or numba for millions of rows)
+grades every row in both directions against its key's few thresholds, so that no Python runs per row.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -35,6 +34,7 @@ from .. import units
 from ..analytes import catalog
 from ..errors import UnitError
 from ..keys import factorize, readonly
+from .ctcae_kernel import grade_rows
 
 CRITERIA = ("ctcae-5.0", "ctcae-4.03", "ctcae-6.0")
 READINGS = ("literal", "admiral")
@@ -190,97 +190,6 @@ def _f64(df: pl.DataFrame, name: str) -> np.ndarray:
     return df[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
-_BLOCK = 1 << 14  # rows per block: a block's columns stay in cache while its variants are graded
-
-
-@numba.njit(cache=True, nogil=True)
-def _grade_rows(vid, x, lo, hi, base, admiral, nslots, s_grade, s_ref, s_mult, s_add,
-                has_reason, max_lim_grade, need_lim0, need_base0, grade, reason):  # pragma: no cover - compiled
-    """Grade every row in both directions (d = 0 low, 1 high) with its variant's slots; writes grade
-    (int8) and a reason code: 0 graded, 1 the variant's reason, 2 missing value, 3 no LLN/ULN,
-    4 no baseline, 5 outside the range the term grades. A slot is met when the value is beyond
-    mult x reference + add (the tolerance is already in mult and add; an absolute cut-off has mult 0
-    and reference 1); the grade is the highest met. Low is tested as -value > -cut-off: the same
-    comparison, negated exactly. A lim_base slot (above both the ULN and the baseline) with one of
-    them missing is undecided unless the other already rules it out.
-
-    Rows are taken in blocks and, within a block, variant by variant (a counting sort), so that the
-    loop over a variant's slots runs the same number of times row after row."""
-    n, n_var = vid.shape[0], nslots.shape[1]
-    order = np.empty(_BLOCK, np.int64)
-    start = np.empty(n_var + 1, np.int64)
-    fill = np.empty(n_var, np.int64)
-    for first in range(0, n, _BLOCK):
-        last = min(n, first + _BLOCK)
-        start[:] = 0
-        for i in range(first, last):
-            start[vid[i] + 1] += 1
-        for j in range(n_var):
-            start[j + 1] += start[j]
-            fill[j] = start[j]
-        for i in range(first, last):
-            order[fill[vid[i]]] = i
-            fill[vid[i]] += 1
-        for j in range(n_var):
-            for d in range(2):
-                sign = 1.0 if d == 1 else -1.0
-                for p in range(start[j], start[j + 1]):
-                    i = order[p]
-                    if has_reason[d, j]:
-                        grade[d, i], reason[d, i] = 0, 1
-                        continue
-                    xv, b, uln, lln = x[i], base[i], hi[i], lo[i]
-                    lim = lln if d == 0 else uln
-                    base_high = b > uln  # rules conditional on the baseline being above the ULN
-                    sx = sign * xv
-                    g = 0
-                    undecided = 0  # a lim_base slot that a missing reference leaves open
-                    outside = False  # a NO_GRADE slot met
-                    for k in range(nslots[d, j]):
-                        r = s_ref[d, j, k]  # the same sequence on every row of the variant: predictable
-                        m, a = s_mult[d, j, k], s_add[d, j, k]
-                        if r == 0:
-                            ref = 1.0
-                        elif r == 1:
-                            ref = lim
-                        elif r == 2:
-                            ref = b
-                        elif r == 3:
-                            ref = np.nan if base_high else uln
-                        elif r == 4:
-                            ref = b if base_high else np.nan
-                        elif r == 5:
-                            ref = b if b < lln else np.nan
-                        elif r == 6:
-                            ref = b if xv < lln else np.nan
-                        else:
-                            ref = np.nan if np.isnan(uln) or np.isnan(b) else max(uln, b)
-                            if np.isnan(ref) and not np.isnan(xv):
-                                known = b if np.isnan(uln) else uln
-                                if np.isnan(known) or sx > sign * (m * known + a):
-                                    undecided = 3 if np.isnan(uln) else 4
-                        if sx > sign * (m * ref + a):
-                            if s_grade[d, j, k] < 0:
-                                outside = True
-                            else:
-                                g = max(g, s_grade[d, j, k])
-                    code = 0
-                    if undecided and g == 0:
-                        code = undecided
-                    if admiral:
-                        if g == 0 and need_base0[d, j] and np.isnan(b):
-                            code = 4
-                        if g == 0 and need_lim0[d, j] and np.isnan(lim):
-                            code = 3
-                    elif g < max_lim_grade[d, j] and np.isnan(lim):
-                        code = 3
-                    if outside:
-                        g, code = 0, 5
-                    if np.isnan(xv):
-                        code = 2
-                    grade[d, i], reason[d, i] = g, code
-
-
 def _grade_both(low: list[Variant], high: list[Variant], vid, v, lo, hi, base, reading):
     """Grades and reason codes in both directions: the variants laid out as small arrays (one row of
     slots per direction and variant), then one compiled pass over the rows."""
@@ -305,7 +214,7 @@ def _grade_both(low: list[Variant], high: list[Variant], vid, v, lo, hi, base, r
     n = len(v)
     grade, reason = np.zeros((2, n), np.int8), np.zeros((2, n), np.int8)
     v, lo, hi, base = (readonly(a, np.float64) for a in (v, lo, hi, base))
-    _grade_rows(vid, v, lo, hi, base, reading == "admiral", nslots, s_grade, s_ref, s_mult, s_add,
+    grade_rows(vid, v, lo, hi, base, reading == "admiral", nslots, s_grade, s_ref, s_mult, s_add,
                 has_reason, max_lim, need_lim0, need_base0, grade, reason)
     return grade[0], reason[0], grade[1], reason[1]
 

@@ -12,19 +12,19 @@ from importlib import resources
 
 import numpy as np
 import polars as pl
-import yaml
 
 from ..analytes import catalog
 from ..events import Event, Evidence
 from ..record import Cohort, day1_frame
 from ..units import normalize_unit
+from ..yaml_load import safe_load
 
 
 @cache
 def load_table(name: str) -> dict:
     """A criteria data file from ``criteria/data`` (parsed once)."""
     text = resources.files("dosewatch").joinpath(f"criteria/data/{name}").read_text()
-    return yaml.safe_load(text)
+    return safe_load(text)
 
 
 def meets(x, op: str, cutoff, tol: float):

@@ -19,13 +19,13 @@ from functools import cache
 from importlib import resources
 
 import polars as pl
-import yaml
 
 from ..analytes import catalog
 from ..errors import UnitError
 from ..events import Event, Evidence
 from ..record import Cohort, study_day_expr
 from ..units import normalize_unit
+from ..yaml_load import safe_load
 from .calcium import with_corrected_calcium
 
 CRITERIA = ("cairo-bishop-2004", "howard-2011")
@@ -51,7 +51,7 @@ def load_rules(criteria: str) -> dict:
     if criteria not in CRITERIA:
         raise ValueError(f"unknown TLS criteria {criteria!r}: choose one of {', '.join(CRITERIA)}")
     path = f"criteria/data/{criteria}.yaml"
-    raw = yaml.safe_load(resources.files("dosewatch").joinpath(path).read_text())
+    raw = safe_load(resources.files("dosewatch").joinpath(path).read_text())
     validate_rules(raw, path)
     return raw
 

@@ -5,10 +5,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from ..errors import InputError, Problem
+from ..yaml_load import YAMLError, safe_load
 from .model import Protocol
 
 BUILTIN = ("lenalidomide-cll-25mg-2007", "lenalidomide-cll-escalation", "venetoclax-cll-rampup")
@@ -17,8 +17,8 @@ BUILTIN = ("lenalidomide-cll-25mg-2007", "lenalidomide-cll-escalation", "venetoc
 def parse_protocol(text: str, where: str) -> Protocol:
     """Validate protocol YAML; every problem names the field (``study_drug.levels.0.dose``)."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        raw = safe_load(text)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise InputError([Problem(f"{where}{at}", "yaml", str(getattr(exc, "problem", exc)))]) from exc

@@ -16,7 +16,8 @@ def operating_characteristics(protocol, design: str, design_options: dict[str, A
                               accrual: float | None = None) -> dict[str, Any]:
     """Operating characteristics as the packet and the JSON items show them; ValueError on a curve
     that does not fit the protocol's levels or a setting the design does not take."""
-    from ..escalation.simulate import _OPTION_KEYS, simulate
+    from ..escalation.sim_settings import _OPTION_KEYS
+    from ..escalation.simulate import simulate
 
     levels = protocol.study_drug.levels
     if len(true_tox) != len(levels):
