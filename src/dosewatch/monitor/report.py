@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import Problem
 from ..io import ReadOptions, read_any
 from ..protocols import load_protocol
+from ..protocols.loading import checked
 from . import Assessment, evaluate
 
 
@@ -28,7 +29,8 @@ def monitor_path(path: str | Path, protocol: str, *, as_of: dt.date | None = Non
     overrides = {k: v for k, v in (("tls", tls_criteria), ("ctcae", ctcae), ("cytopenias", cytopenias)) if v}
     if overrides:  # validated as the protocol file is
         surveillance = type(proto.surveillance).model_validate({**proto.surveillance.model_dump(), **overrides})
-        proto = proto.model_copy(update={"surveillance": surveillance})
+        # checked again: a trigger naming iwcll-2018 never fires once cytopenias are graded by CTCAE
+        proto = checked(proto.model_copy(update={"surveillance": surveillance}), f"{protocol} with {overrides}")
     read = read_any(path, skip_invalid=skip_invalid, options=options)
     return MonitorResult(evaluate(read.cohort, proto, as_of), read.problems)
 

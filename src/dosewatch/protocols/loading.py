@@ -25,12 +25,24 @@ def parse_protocol(text: str, where: str) -> Protocol:
     if not isinstance(raw, dict):
         raise InputError([Problem(where, "(top)", "a protocol is a YAML mapping")])
     try:
-        return Protocol.model_validate(raw)
+        protocol = Protocol.model_validate(raw)
     except ValidationError as exc:
         problems = [
             Problem(where, ".".join(str(p) for p in err["loc"]) or "(top)", err["msg"]) for err in exc.errors()
         ]
         raise InputError(problems) from exc
+    return checked(protocol, where)
+
+
+def checked(protocol: Protocol, where: str) -> Protocol:
+    """``protocol`` if every term, criteria id, drug and analyte code in it is one dosewatch knows;
+    else InputError naming each unknown one's field and the closest known value."""
+    from .known import unknown_names
+
+    problems = unknown_names(protocol, where)
+    if problems:
+        raise InputError(problems)
+    return protocol
 
 
 @cache
