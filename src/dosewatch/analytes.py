@@ -52,6 +52,13 @@ class EventKind(BaseModel):
     term: str
     snomed: tuple[str, ...] = ()
     synonyms: tuple[str, ...] = ()
+    # Acting on its own (data/analytes.yaml): the alert's severity, the grade dose rules read it at when
+    # none is reported (and the lowest it can have), and what the clinician is asked to do.
+    severity: str | None = None
+    grade: int | None = None
+    min_grade: int = 1
+    grade_source: str | None = None
+    ask: str | None = None
 
 
 LOINC = "http://loinc.org"

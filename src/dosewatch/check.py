@@ -252,11 +252,22 @@ def _lab_evidence(row: dict) -> Evidence:
 
 
 def reported_events(cohort: Cohort) -> list[Event]:
-    """Clinical events as the record reports them (sepsis, dialysis, death, ...)."""
+    """Clinical events as the record reports them (sepsis, dialysis, death, ...). An event of the
+    catalog that acts on its own carries the grade dose rules read it at (``detail.rule_grade``): the
+    reported grade, not below the event's lowest (sepsis starts at grade 4), else the catalog's."""
     cat = catalog()
     out = []
     for row in cohort.events.iter_rows(named=True):
         kind = cat.events.get(row["code"])
+        detail = {}
+        if kind is not None and kind.grade is not None:
+            reported = row["grade"]
+            rule_grade = kind.grade if reported is None else max(reported, kind.min_grade)
+            if rule_grade != reported:
+                detail = {"rule_grade": rule_grade,
+                          "rule_grade_basis": (f"no grade reported: read as grade {rule_grade} ({kind.grade_source})"
+                                               if reported is None else
+                                               f"reported grade {reported} read as {rule_grade} ({kind.grade_source})")}
         out.append(
             Event(
                 patient_id=row["patient_id"],
@@ -265,6 +276,7 @@ def reported_events(cohort: Cohort) -> list[Event]:
                 grade=row["grade"],
                 onset=row["date"],
                 evidence=(Evidence(row["event_id"], row["code"], None, None, row["date"], row["term"]),),
+                detail=detail,
             )
         )
     return out

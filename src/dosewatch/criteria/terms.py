@@ -23,6 +23,12 @@ FLARE = "ctcae-3.0"
 AKI = "kdigo-2012"
 IWCLL = "iwcll-2018"
 
+# Hematologic toxicities: the blood counts, and febrile neutropenia (CTCAE v5.0 "Blood and lymphatic
+# system disorders"). REVLIMID US PI section 2 and VENCLEXTA US PI section 2.4 (Tables 4-5) give their own
+# dose modifications for these and one rule for "other" / "non-hematologic" grade 3-4 toxicities.
+HEMATOLOGIC_CODES = ("WBC", "NEUT", "LYM", "PLAT", "HGB", "CD4")
+HEMATOLOGIC_EXTRA = ("Febrile neutropenia",)
+
 # Every criteria id an event can carry, with what a protocol chooses it by.
 CRITERIA_IDS = (*CTCAE_VERSIONS, IWCLL, *TLS_CRITERIA, AKI, FLARE, REPORTED)
 
@@ -66,3 +72,28 @@ def reported_terms(ctcae: str = "ctcae-5.0", cytopenias: str = IWCLL, tls: str =
     out.setdefault(flare["criteria"], set()).add(flare["term"])
     out[REPORTED] = {e.term for e in catalog().events.values()}
     return {k: frozenset(v) for k, v in out.items()}
+
+
+@cache
+def hematologic_terms() -> frozenset[str]:
+    """Lower-case terms of hematologic toxicities, in every CTCAE version and iwCLL 2018."""
+    out = {t.lower() for t in HEMATOLOGIC_EXTRA}
+    for version in CTCAE_VERSIONS:
+        out |= {t.lower() for t in _ctcae_terms(version, codes=set(HEMATOLOGIC_CODES))}
+    out |= {rows[0]["term"].lower() for rows in iwcll_rules().values()}
+    return frozenset(out)
+
+
+def is_hematologic(term: str) -> bool:
+    return term.lower() in hematologic_terms()
+
+
+# The same syndrome under two names: CTCAE v5.0 "Tumor lysis syndrome" is graded on the laboratory TLS of
+# the protocol's rule set (criteria/data/cairo-bishop-2004.yaml, ctcae), so a protocol whose rules name
+# laboratory or clinical TLS covers it, and no "other toxicity" rule acts on it a second time.
+SAME_SYNDROME = {"tumor lysis syndrome": frozenset({LTLS_TERM.lower(), CTLS_TERM.lower()})}
+
+
+def syndrome_named(term: str, named: set[str]) -> bool:
+    """Whether rules naming these (lower-case) terms cover ``term``'s syndrome under another name."""
+    return bool(SAME_SYNDROME.get(term.lower(), frozenset()) & named)

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from ..check import CheckSettings, check_cohort
+from ..criteria.terms import is_hematologic, syndrome_named
 from ..events import Event, Evidence
 from ..protocols.model import DoseRule, Protocol, Trigger
 from ..protocols.schedule import (
@@ -28,8 +29,7 @@ from ..protocols.schedule import (
     relative_study_drug_plan,
 )
 from ..record import Cohort, study_day, study_day_expr
-
-SEVERITY_ORDER = {"critical": 0, "urgent": 1, "warning": 2, "info": 3}
+from .clinical import SEVERITY_ORDER, floor_severity, reported_alert_text, rule_grade, worst
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,15 @@ def settings_for(protocol: Protocol) -> CheckSettings:
 
 
 def matches(trigger: Trigger | Any, event: Event) -> bool:
-    if trigger.term.lower() != event.term.lower():
+    if trigger.category == "non-hematologic":
+        if is_hematologic(event.term):
+            return False
+    elif trigger.term.lower() != event.term.lower():
         return False
     if trigger.criteria and trigger.criteria != event.criteria:
         return False
-    if trigger.min_grade is not None and (event.grade is None or event.grade < trigger.min_grade):
+    grade = rule_grade(event)
+    if trigger.min_grade is not None and (grade is None or grade < trigger.min_grade):
         return False
     return True
 
@@ -209,13 +213,18 @@ def evaluate(record: Cohort, protocol: Protocol, as_of: dt.date | None = None) -
 
 
 def _rule_matcher(protocol: Protocol) -> Callable[[Event], list[DoseRule]]:
-    """event -> the dose rules that cover it, remembered per (term, criteria, grade), all a rule reads."""
+    """event -> the dose rules that cover it, remembered per (term, criteria, grade), all a rule reads.
+    A rule on a category (grade >= 3 non-hematologic) covers only events no rule names by term: the
+    labels' "other toxicities"."""
     memo: dict[tuple, list[DoseRule]] = {}
+    named_terms = {t.term.lower() for r in protocol.dose_rules for t in r.when if t.term is not None}
 
     def rules_for(event: Event) -> list[DoseRule]:
-        key = (event.term, event.criteria, event.grade)
+        key = (event.term, event.criteria, rule_grade(event))
         if key not in memo:
-            memo[key] = [r for r in protocol.dose_rules if any(matches(t, event) for t in r.when)]
+            named = [r for r in protocol.dose_rules if any(t.term is not None and matches(t, event) for t in r.when)]
+            memo[key] = named or ([] if syndrome_named(event.term, named_terms) else [
+                r for r in protocol.dose_rules if any(t.category is not None and matches(t, event) for t in r.when)])
         return memo[key]
 
     return rules_for
@@ -297,7 +306,11 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
         if rules:
             rule = min(rules, key=lambda r: strength[r.action])
             fired.append((supported_on(event, rule), event, rule))
-    for when, event, rule in sorted(fired, key=lambda f: (f[0], f[1].term)):
+    # On one day: rules naming the event's term before "other toxicity" rules, the strongest action, then
+    # the most severe event first, so that a hold cites the rule whose event caused it.
+    for when, event, rule in sorted(fired, key=lambda f: (
+            f[0], all(t.term is None for t in f[2].when), strength[f[2].action],
+            SEVERITY_ORDER[_severity(f[2], f[1])], f[1].term)):
         if stopped:
             break
         day = study_day(when, day1)
@@ -308,7 +321,7 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
             continue
         # The resume after a previous hold: the first dose given after it.
         level = _level_at(sd, given_days, day, level)
-        reason = f"{event.term} grade {event.grade if event.grade is not None else '-'} ({event.criteria}) on day {day}"
+        reason = f"{event.term} grade {_grade_read(event)} ({event.criteria}) on day {day}"
         rule_id = f"{protocol.id}:{rule.id}"
         actions.append(DoseAction(when, day, sd.drug, rule.action, level, sd.dose_at(level), rule_id, reason))
         if rule.action in ("hold", "hold-next-dose"):
@@ -364,22 +377,44 @@ def _shift_level(sd, level: int, change: int) -> int:
     return ids[max(i, floor)]
 
 
+def _severity(rule: DoseRule, event: Event) -> str:
+    """A rule's severity, raised to that of a clinical event the event is or rests on by the day the
+    rule fires."""
+    return worst(rule.severity, floor_severity(event, supported_on(event, rule)))
+
+
+def _grade_read(event: Event) -> str:
+    grade = rule_grade(event)
+    if grade is None:
+        return "-"
+    return f"{grade} (none reported)" if event.grade is None else str(grade)
+
+
 def _alerts(protocol: Protocol, day1: dt.date, events: list[Event], rules_for: Callable[[Event], list[DoseRule]]) -> list[Alert]:
-    """An alert for every event that a dose rule covers (with the rule's severity and message), and for
-    every other event of grade >= 3 or without a grade that is not a reported record."""
+    """An alert for every event that a dose rule covers (with the rule's severity, raised to that of a
+    clinical event it rests on, and the rule's message); for every reported clinical event that acts
+    on its own (at its catalog severity); and for every other event of grade >= 3 or without a grade
+    that is not a reported record."""
     alerts = []
     for event in events:
         day = study_day(event.onset, day1)
         rules = rules_for(event)
         notes = [e.note for e in event.evidence if e.note and "pseudohyperkalemia" in e.note.lower()]
         suffix = f" Note: {notes[0]}." if notes else ""
+        floor = floor_severity(event, event.onset)
         if rules:
-            rule = min(rules, key=lambda r: SEVERITY_ORDER[r.severity])
+            rule = min(rules, key=lambda r: (SEVERITY_ORDER[_severity(r, event)], SEVERITY_ORDER[r.severity]))
             when = supported_on(event, rule)
-            alerts.append(Alert(when, study_day(when, day1), rule.severity, f"{event.term} ({_grade(event)}): {rule.message}{suffix}",
+            lead = f"{reported_alert_text(event)} " if event.criteria == "reported" else ""
+            # an "other toxicity" rule names the criteria too: the grade's source is shown beside the rule's
+            graded = f"{_grade(event)}, {event.criteria}" if all(t.term is None for t in rule.when) else _grade(event)
+            alerts.append(Alert(when, study_day(when, day1), _severity(rule, event),
+                                f"{lead}{event.term} ({graded}): {rule.message}{suffix}",
                                 f"{protocol.id}:{rule.id}", event.evidence))
+        elif event.criteria == "reported" and floor:
+            alerts.append(Alert(event.onset, day, floor, reported_alert_text(event), "record", event.evidence))
         elif event.criteria != "reported" and (event.grade is None or event.grade >= 3):
-            alerts.append(Alert(event.onset, day, "urgent", f"{event.term} ({_grade(event)}, {event.criteria}).{suffix}",
+            alerts.append(Alert(event.onset, day, worst("urgent", floor), f"{event.term} ({_grade(event)}, {event.criteria}).{suffix}",
                                 event.criteria, event.evidence))
         elif event.criteria == "reported":
             alerts.append(Alert(event.onset, day, "info", f"Reported: {event.term}.", "record", event.evidence))
@@ -387,6 +422,8 @@ def _alerts(protocol: Protocol, day1: dt.date, events: list[Event], rules_for: C
 
 
 def _grade(event: Event) -> str:
+    if event.grade is None and rule_grade(event) is not None:
+        return f"grade {rule_grade(event)}, none reported"
     return f"grade {event.grade}" if event.grade is not None else "present"
 
 

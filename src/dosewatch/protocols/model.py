@@ -157,11 +157,22 @@ class Assessment(Strict):
 
 
 class Trigger(Strict):
-    """An event that fires a rule: a term (as dosewatch reports it) at or above a grade."""
+    """An event that fires a rule: a term (as dosewatch reports it) at or above a grade; or, with
+    ``category: non-hematologic``, any non-hematologic event that no rule names by its term (the labels'
+    "other grade 3/4 toxicities"), reported clinical events included."""
 
-    term: str
+    term: str | None = None
+    category: Literal["non-hematologic"] | None = None
     criteria: str | None = None  # None: any criteria reporting this term
     min_grade: int | None = Field(None, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _term_or_category(self):
+        if (self.term is None) == (self.category is None):
+            raise ValueError("give either term or category")
+        if self.category is not None and self.min_grade is None:
+            raise ValueError("a category needs min_grade")
+        return self
 
 
 class DoseRule(Strict):
@@ -175,10 +186,7 @@ class DoseRule(Strict):
     source: str
 
 
-class DltCriterion(Strict):
-    term: str
-    criteria: str | None = None
-    min_grade: int | None = Field(None, ge=0, le=5)
+class DltCriterion(Trigger):
     note: str | None = None
 
 

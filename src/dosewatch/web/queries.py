@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -60,7 +61,12 @@ def rule_info(protocol: Protocol, rule: str, message: str = "") -> dict[str, str
     if prefix == protocol.id:
         for r in protocol.dose_rules:
             if r.id == rule_id:
-                return {"action": r.action, "message": r.message, "source": protocol.sources.get(r.source, r.source)}
+                source = protocol.sources.get(r.source, r.source)
+                if all(t.term is None for t in r.when):  # an "other toxicity" rule: and the event's grade
+                    m = re.search(r" \(grade \d+(?:, none reported)?, ([\w.-]+)\)", message)
+                    grade = _grade_source(m[1], message) if m else None
+                    source = f"{source}; grade: {grade}" if grade else source
+                return {"action": r.action, "message": r.message, "source": source}
         if rule_id == "dlt":
             return {"action": None, "message": "dose-limiting toxicity (protocol DLT definition)",
                     "source": protocol.sources.get(protocol.dlt.source, protocol.dlt.source)}
