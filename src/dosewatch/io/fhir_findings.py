@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import units
-from ..analytes import Analyte
+from ..analytes import LOINC, Analyte
 from ..errors import UnitError
-from .fhir_base import BODY_POSITION_URL, QUALIFIERS_URL, UCUM, _codings, _concept_text, _describe, _extension, _relative, _unit
+from .fhir_base import BODY_POSITION_URL, QUALIFIERS_URL, SNOMED, UCUM, _codings, _concept_text, _describe, _extension, _relative, _unit
 
 _COMPARATORS = {"<", "<=", ">", ">="}
 
@@ -40,7 +40,7 @@ class FindingReading:
         pid = self.subject(res, where)
         when = self.when(res, where, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant"),
                          "effective[x]", f"Observation/{obs_id}")
-        site = _concept_text(res.get("bodySite"))
+        site = None
         qualifiers = self.qualifiers(res)
         resource_ok = self.n_errors == n0
         analyte, _ = self.analyte(res.get("code"))
@@ -61,6 +61,7 @@ class FindingReading:
             if row is None or not resource_ok or self.n_errors > m0:
                 continue
             if part_analyte.sited:
+                site = site or self.node_site(res.get("bodySite"), pid, where)
                 if site is None:
                     self.warn(where, "bodySite", f"{part_analyte.name} without a lymph-node site", "value")
             row.update(patient_id=pid, obs_id=row_id, **when._asdict(), site=site if part_analyte.sited else None,
@@ -73,6 +74,32 @@ class FindingReading:
                 continue
             self.same_content[key] = row_id
             self.observations.append(row)
+
+    def node_site(self, concept: Any, pid: str | None, where: str) -> str | None:
+        """A lymph-node region, matched by its SNOMED CT body-site code: every record of a patient with the
+        same code gets the name the first one gave, so that a region spelled differently on another day
+        keeps its baseline (a warning says so). Without a code, the text is the region (a fallback); a
+        text that differs from an earlier one of the patient only in case or spacing is read as it, with
+        a warning."""
+        names: dict[tuple, str] = self.__dict__.setdefault("_node_sites", {})
+        text = _concept_text(concept)
+        code = next((c.get("code") for c in _codings(concept)
+                     if c.get("system") == SNOMED and isinstance(c.get("code"), str)), None)
+        if code is not None:
+            first = names.setdefault((pid, "code", code), " ".join(text.split()) if text else f"SNOMED CT {code}")
+            names.setdefault((pid, "text", first.lower()), first)
+            if text and " ".join(text.split()) != first:
+                self.warn(where, "bodySite.text", f"lymph-node region matched by its SNOMED CT code {code}: read as "
+                          f"'{first}', the name an earlier record gave it", "site", f"text '{text}'")
+            return first
+        if not text:
+            return None
+        plain = " ".join(text.split())
+        first = names.setdefault((pid, "text", plain.lower()), plain)
+        if text != first:
+            self.warn(where, "bodySite.text", f"lymph-node region without a SNOMED CT code, matched by its text: "
+                      f"read as '{first}', as an earlier record wrote it", "site", f"text '{text}'")
+        return first
 
     def qualifiers(self, res: dict) -> str | None:
         """What tells this finding apart from another of the same code and time: the body position
@@ -87,7 +114,9 @@ class FindingReading:
     def analyte(self, concept: Any) -> tuple[Analyte | None, str | None]:
         """The analyte a concept codes (LOINC, dosewatch's finding codes or a site's local codes), and the
         code that matched."""
-        for coding in _codings(concept):
+        # a LOINC code first: 72514-3 beside a dosewatch PAIN code says the value is a 0-10 score
+        codings = sorted(_codings(concept), key=lambda c: c.get("system") != LOINC)
+        for coding in codings:
             found = self.cat.for_coding(coding.get("system"), coding.get("code"))
             if found is not None:
                 return found, coding.get("code")

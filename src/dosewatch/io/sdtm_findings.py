@@ -73,12 +73,16 @@ def read_findings(df: pl.DataFrame, dom: str, file: str, subjects: set[str], pro
         return empty(OBSERVATIONS_SCHEMA)
     log = Log(file)
     df = optional(df, [orres, oru, stresn, stresu, f"{p}STRESC", f"{p}ORNRLO", f"{p}ORNRHI", f"{p}STNRLO",
-                       f"{p}STNRHI", f"{p}STAT", f"{p}SPID", f"{p}TEST", "LBSPEC", "VISITNUM"]
+                       f"{p}STNRHI", f"{p}STAT", f"{p}SPID", f"{p}TEST", f"{p}LOINC", "LBSPEC", "VISITNUM"]
                   + [f"{p}{q}" for q in QUALIFIERS])
     codes = cat.sdtm_codes(dom)
-    analytes = [cat[c] for c in sorted(set(codes.values()))]
-    df = df.with_columns(pl.col(tc).str.to_uppercase().replace_strict(codes, default=None, return_dtype=pl.String)
-                         .alias("code"))
+    # --LOINC read where --TESTCD is not one dosewatch knows (a 0-10 pain score, LOINC 72514-3)
+    loinc = {c: a.code for c, a in cat.by_loinc.items()}
+    analytes = [cat[c] for c in sorted(set(codes.values()) | set(loinc.values()))]
+    df = df.with_columns(pl.coalesce(
+        pl.col(tc).str.to_uppercase().replace_strict(codes, default=None, return_dtype=pl.String),
+        pl.col(f"{p}LOINC").str.strip_chars().replace_strict(loinc, default=None, return_dtype=pl.String),
+    ).alias("code"))
 
     # Rows that are not read at all: not done, not blood, not a test dosewatch uses (out of scope:
     # counted notices, never errors).

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..analytes import catalog
 from ..check import CheckSettings, check_cohort
 from ..criteria.terms import is_hematologic, syndrome_named
 from ..events import Event, Evidence
@@ -555,8 +556,10 @@ def _labs_missing(protocol: Protocol, as_of: dt.date, obs: pl.DataFrame, patient
     pids = patients["patient_id"].to_list()
     n_off = plans.n_max + 1
     day1 = patients["day1"].to_physical().to_numpy()
+    # an analyte that stands in for a required one counts as it (a 0-10 pain score for PAIN)
+    stand_in = {a.code: a.counts_as for a in catalog().analytes.values() if a.counts_as in codes}
     rec = (
-        obs.filter(pl.col("code").is_in(codes))
+        obs.with_columns(pl.col("code").replace(stand_in)).filter(pl.col("code").is_in(codes))
         .select(pl.col("patient_id").replace_strict(dict(zip(pids, range(len(pids)))), default=None, return_dtype=pl.Int32).alias("p"),
                 pl.col("code").cast(pl.Enum(codes)).to_physical().alias("c"), pl.col("date").to_physical().alias("d"))
         .drop_nulls("p")
