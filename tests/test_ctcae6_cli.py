@@ -69,6 +69,13 @@ def test_protocol_set_to_ctcae6(tmp_path):
     data["surveillance"]["ctcae"] = data["surveillance"]["cytopenias"] = "ctcae-6.0"
     path = tmp_path / "v6.yaml"
     path.write_text(yaml.safe_dump(data))
+    # v6.0 names the platelet term "Thrombocytopenia": the v5.0 name would never fire, and is refused
+    with pytest.raises(InputError, match=r"dose_rules\[2\]\.when\[2\]\.term.*'Platelet count decreased'"):
+        load_protocol(str(path))
+    for trigger in data["dose_rules"][2]["when"]:
+        if trigger["term"] == "Platelet count decreased":
+            trigger["term"] = "Thrombocytopenia"
+    path.write_text(yaml.safe_dump(data))
     assert load_protocol(str(path)).surveillance.ctcae == "ctcae-6.0"
     out = json.loads(run("check", seed_bundle_path(), "--protocol", path, "--format", "json").stdout)
     assert out and all(p["patient_id"] for p in out)
