@@ -168,3 +168,18 @@ def test_febrile_neutropenia_with_sepsis_is_critical_and_the_hold_cites_its_rule
     quiet = Cohort(seed.patients, seed.observations, seed.doses, seed.events.filter(pl.col("code") != "SEPSIS"))
     (fn,) = [x for x in on_day(quiet, 25).alerts if x.message.startswith("Febrile neutropenia")]
     assert fn.severity == "urgent"
+
+
+def test_the_inbox_card_puts_what_a_reported_event_asks_first(seed2):
+    from dosewatch.web.display import alert_parts
+    from dosewatch.web.queries import rule_info
+
+    a = on_day(with_event(seed2, "AIRWAY", "Airway obstruction", DAY12), 12)
+    (alert,) = [x.as_dict() for x in a.alerts if x.severity == "critical"]
+    parts = alert_parts({**alert, "info": rule_info(LEN, alert["rule"], alert["message"])})
+    assert parts["what"] == "Airway obstruction reported (no grade; dose rules read grade 3)"
+    assert parts["todo"].startswith("Emergency: secure the airway now") and "hold lenalidomide" in parts["todo"]
+    b = on_day(with_event(seed2, "AIRWAY", "Airway obstruction", DAY12, grade=2), 12)
+    (alert,) = [x.as_dict() for x in b.alerts if x.severity == "critical"]
+    parts = alert_parts({**alert, "info": rule_info(LEN, alert["rule"], alert["message"])})
+    assert parts["what"] == "Airway obstruction reported (grade 2)" and parts["todo"].startswith("Emergency: secure")

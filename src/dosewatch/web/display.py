@@ -69,8 +69,16 @@ def alert_parts(alert: dict[str, Any]) -> dict[str, str]:
     if info.get("action") and rule_text and f": {rule_text[:40]}" in message:
         what = message[:message.index(f": {rule_text[:40]}")]
     what = what.split(". Note:")[0].rstrip(".")
+    # a reported clinical event says what it asks first ("Airway obstruction reported (no grade; ...):
+    # emergency: secure the airway ..."): that leads what to do
+    ask = ""
+    if " reported (" in what and "): " in what:
+        head, ask = what.split("): ", 1)
+        what, ask = head + ")", ask.split(". ")[0].rstrip(".")
     if info.get("action"):
-        todo = rule_text
+        todo = f"{ask[:1].upper()}{ask[1:]}. {rule_text}" if ask else rule_text
+    elif ask:
+        todo = f"{ask[:1].upper()}{ask[1:]}."
     else:
         todo = next((text for key, text in _TODO if rule.startswith(key)),
                     "Review the patient; the protocol's dose rules act on this grade where they name it.")
