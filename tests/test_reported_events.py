@@ -183,3 +183,23 @@ def test_the_inbox_card_puts_what_a_reported_event_asks_first(seed2):
     (alert,) = [x.as_dict() for x in b.alerts if x.severity == "critical"]
     parts = alert_parts({**alert, "info": rule_info(LEN, alert["rule"], alert["message"])})
     assert parts["what"] == "Airway obstruction reported (grade 2)" and parts["todo"].startswith("Emergency: secure")
+
+
+def test_a_fhir_adverse_event_with_its_grade_acts_the_same(tmp_path):
+    bundle = json.loads(seed_bundle_path().read_text())
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["id"] == "seed-2"
+                       or e["resource"].get("subject", {}).get("reference") == "Patient/seed-2"]
+    bundle["entry"].append({"fullUrl": "urn:uuid:ae-1", "resource": {
+        "resourceType": "AdverseEvent", "id": "ae-1", "actuality": "actual", "subject": {"reference": "Patient/seed-2"},
+        "event": {"coding": [{"system": "http://snomed.info/sct", "code": "91175000"}], "text": "Seizure"},
+        "date": "2007-04-20T11:00:00-05:00",
+        "extension": [{"url": "https://dosewatch.org/fhir/StructureDefinition/grade", "valueInteger": 4}]}})
+    path = tmp_path / "ae.json"
+    path.write_text(json.dumps(bundle))
+    got = read_any(path)
+    assert not [p for p in got.problems if p.severity == "error"]
+    a = evaluate(got.cohort, LEN, as_of=DAY12)[0]
+    (seizure,) = [e for e in a.events if e.term == "Seizure"]
+    assert seizure.grade == 4 and "rule_grade" not in seizure.detail  # the reported grade is the one read
+    assert [(x.severity, x.study_day) for x in a.alerts if x.severity == "critical"] == [("critical", 12)]
+    assert [(x.study_day, x.action) for x in a.dose_actions] == [(12, "hold")] and "grade 4" in a.dose_actions[0].reason
