@@ -70,7 +70,8 @@ def test_protocol_set_to_ctcae6(tmp_path):
     path = tmp_path / "v6.yaml"
     path.write_text(yaml.safe_dump(data))
     # v6.0 names the platelet term "Thrombocytopenia": the v5.0 name would never fire, and is refused
-    with pytest.raises(InputError, match=r"dose_rules\[2\]\.when\[2\]\.term.*'Platelet count decreased'"):
+    with pytest.raises(InputError, match=r"dose_rules\[2\]\.when\[2\]\.term.*'Platelet count decreased'.*"
+                       r"did you mean 'Thrombocytopenia'"):
         load_protocol(str(path))
     for trigger in data["dose_rules"][2]["when"]:
         if trigger["term"] == "Platelet count decreased":

@@ -81,6 +81,7 @@ def test_a_term_of_a_ctcae_version_the_protocol_does_not_use_is_refused():
     problems = refused(data)
     assert [p.field for p in problems] == [f"dose_rules[{len(data['dose_rules']) - 1}].when[0].term"]
     assert "not reported with this protocol's surveillance: ctcae ctcae-5.0" in problems[0].message
+    assert "did you mean 'Platelet count decreased'" in problems[0].message  # v5.0's name for it
     data["surveillance"]["ctcae"] = data["surveillance"]["cytopenias"] = "ctcae-6.0"
     for rule in data["dose_rules"]:  # v6.0's name for it
         for t in rule["when"]:

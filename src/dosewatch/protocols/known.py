@@ -88,6 +88,10 @@ def _trigger_problems(where: str, path: str, term: str | None, criteria: str | N
         why = "dosewatch does not report it (iwCLL 2018: lymphocytosis is not a toxicity in CLL)"
     elif any(term.lower() in {t.lower() for t in v} for v in reported_terms_everywhere()):
         why = f"not reported{' under ' + criteria if criteria else ''} with this protocol's {used}"
+        same = same_quantity(term, pool)
+        if same:  # another CTCAE version's name for it: suggest this version's name, not the nearest spelling
+            return [Problem(where, f"{path}.term", f"unknown event term {term!r}: {why} (did you mean {same!r}, "
+                            "the name of the same lab term here?)", kind="unknown")]
     else:
         why = "not a term dosewatch reports"
     out.append(Problem(where, f"{path}.term", f"unknown event term {term!r}: {why}{closest(term, pool)}",
@@ -95,10 +99,21 @@ def _trigger_problems(where: str, path: str, term: str | None, criteria: str | N
     return out
 
 
+def same_quantity(term: str, pool: frozenset[str]) -> str | None:
+    """The term of ``pool`` that grades the same analytes in the same direction as ``term`` does in some
+    CTCAE version ("Platelet count decreased" of v5.0 is "Thrombocytopenia" in v6.0)."""
+    from ..criteria.ctcae import CRITERIA as CTCAE
+    from ..criteria.ctcae import load_terms
+
+    keys = {(t.codes, t.direction) for v in CTCAE for t in load_terms(v).values() if t.name.lower() == term.lower()}
+    lower = {t.lower() for t in pool}
+    return next((t.name for v in CTCAE for t in load_terms(v).values()
+                 if (t.codes, t.direction) in keys and t.name.lower() in lower), None)
+
+
 def reported_terms_everywhere() -> list[frozenset[str]]:
     """The terms of every surveillance choice, to tell a term of another CTCAE version from a typo."""
     from ..criteria.ctcae import CRITERIA as CTCAE
-
     from ..criteria.tls import CRITERIA as TLS
 
     return [terms for version in CTCAE for cytopenias in (version, "iwcll-2018") for tls in TLS
