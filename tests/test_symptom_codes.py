@@ -151,3 +151,18 @@ def test_text_only_is_a_fallback_matched_up_to_case_and_spacing(tmp_path):
     # another word without a code is another region: no baseline, and no warning can tell
     other = read(coded_sites(seed3_bundle(), "neck", code=False), tmp_path, "other.json")
     assert "neck" in set(other.cohort.observations["site"].drop_nulls())
+
+
+def test_sdtm_regions_are_matched_up_to_case_and_spacing(tmp_path):
+    cohort = read(seed3_bundle(), tmp_path).cohort
+    write_sdtm(cohort, tmp_path / "sdtm")
+    tr = pl.read_csv(tmp_path / "sdtm" / "tr.csv", infer_schema=False)
+    later = pl.col("TRDTC").str.slice(0, 10) > "2007-05-07"
+    tr.with_columns(TRLOC=pl.when(later & (pl.col("TRLOC") == "cervical")).then(pl.lit(" Cervical"))
+                    .otherwise("TRLOC")).write_csv(tmp_path / "sdtm" / "tr.csv")
+    got = read_any(tmp_path / "sdtm")
+    sites = set(got.cohort.observations.filter(pl.col("code") == "LNDIAM")["site"].drop_nulls())
+    assert sites == set(cohort.observations.filter(pl.col("code") == "LNDIAM")["site"].drop_nulls())
+    warned = [p for p in got.problems if p.field == "TRLOC"]
+    assert warned and all(p.severity == "warning" and "read as 'cervical'" in p.message for p in warned)
+    assert flare_onset(got.cohort) == flare_onset(cohort)

@@ -182,7 +182,17 @@ def read_findings(df: pl.DataFrame, dom: str, file: str, subjects: set[str], pro
     df = dates(df, f"{p}DTC", "obs")
     flag_date(df, log, f"{p}DTC", "obs")
     sited = pl.col("code").is_in([a.code for a in analytes if a.sited])
-    df = df.with_columns(pl.when(sited).then(pl.col(f"{p}LOC")).alias("site"), _qualifiers(p, sited).alias("qualifiers"))
+    # A lymph-node region is its --LOC text (SDTM has no body-site code), matched up to case and spacing:
+    # every row of a subject gets the spelling its first row gave, with a warning where it differs.
+    loc = pl.col(f"{p}LOC").str.strip_chars().str.replace_all(r"\s+", " ")
+    df = df.with_columns(pl.when(sited).then(loc.str.to_lowercase()).alias("_region"))
+    df = df.with_columns(pl.when(sited & pl.col("_region").is_not_null())
+                         .then(loc.first().over("USUBJID", "_region")).alias("site"),
+                         _qualifiers(p, sited).alias("qualifiers"))
+    log.flag(df, pl.col("site").is_not_null() & (pl.col(f"{p}LOC") != pl.col("site")), f"{p}LOC",
+             pl.format("lymph-node region matched by its text up to case and spacing: read as '{}', as an earlier "
+                       "row wrote it", "site"), "warning", drop=False, kind="site",
+             detail=pl.format("'{}'", f"{p}LOC"))
     flag_subject(df, log, subjects)
     df = ids(df, dom, log)
     # Same subject, test, time, site, qualifiers and value twice: the same record entered twice. Two
