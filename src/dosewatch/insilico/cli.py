@@ -44,6 +44,52 @@ def insilico_run(
     _print_summary(result)
 
 
+@insilico_app.command("design")
+def insilico_design(
+    protocol: Annotated[str, typer.Argument(help="Built-in protocol id or protocol file (lenalidomide)")],
+    design: Annotated[str, typer.Option("--design", help="3+3, boin, crm, tite-crm or tite-boin")],
+    target: Annotated[Optional[float], typer.Option("--target", help="Target DLT probability (all but 3+3)")] = None,
+    skeleton: Annotated[Optional[str], typer.Option("--skeleton", help="CRM: p1,p2,... one per dose level")] = None,
+    accrual: Annotated[Optional[float], typer.Option("--accrual", help="TITE designs: patients per day")] = None,
+    patients: Annotated[int, typer.Option("--patients", min=10, help="Virtual patients per dose level")] = 200,
+    trials: Annotated[int, typer.Option("--trials", min=1, max=1_000_000, help="Simulated trials")] = 2000,
+    cohorts: Annotated[int, typer.Option("--cohorts", min=1, max=100, help="Cohorts of 3 per trial")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same numbers")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (default: stdout)")] = None,
+) -> None:
+    """The DLT rate of each dose level as dosewatch's monitor judges it on virtual patients, and the
+    design's MTD selection and allocation on those rates (escalation.simulate, matched to the R packages)."""
+    import json
+
+    from ..errors import InputError
+    from ..escalation.crm import parse_skeleton
+    from ..protocols import load_protocol
+    from .dose_finding import design_on_virtual_patients
+    from .scenario import MODELLED_DRUGS
+
+    try:
+        proto = load_protocol(protocol)
+        if proto.study_drug.drug not in MODELLED_DRUGS:
+            raise ValueError(f"{proto.id} gives {proto.study_drug.drug}; the virtual patients model "
+                             f"{', '.join(MODELLED_DRUGS)} only")
+        options = {"skeleton": parse_skeleton(skeleton)} if skeleton else {}
+        result = design_on_virtual_patients(proto, design, target=target, patients=patients, trials=trials,
+                                            seed=seed, max_cohorts=cohorts, accrual=accrual, **options)
+    except (InputError, KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text)
+    oc = result["operating_characteristics"]
+    for r, pct in zip(result["levels"], oc["selected_as_mtd_pct"]):
+        typer.echo(f"level {r['level']} ({r['dose']:g} {r['unit']}): DLT {r['dlt_rate']:.1%} "
+                   f"(95% {r['ci95'][0]:.1%}-{r['ci95'][1]:.1%}), selected as MTD {pct:.1f}%", err=True)
+
+
 @insilico_app.command("calibrate")
 def insilico_calibrate(
     patients: Annotated[int, typer.Option("--patients", min=1, help="Virtual patients per target regimen")] = 300,

@@ -58,6 +58,7 @@ class Trace:
     dose_given: np.ndarray  # mg summed over the horizon
     evaluations: int
     series: dict[str, list] = field(default_factory=dict)
+    dlt_day: np.ndarray | None = None  # study day the monitor first judged a DLT (UNDETECTED: none)
 
 
 SIMULATED = (*LAB_CODES, *EXAM_CODES)
@@ -134,6 +135,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
     ramp = [s.dose for s in sd.ramp_up for _ in range(s.days)]
     series: dict[str, list] = {}
     evaluations = 0
+    dlt_day = np.full(n, UNDETECTED)
 
     # screening the day before day 1 (the Cairo-Bishop baseline is the last value before the first dose)
     everyone = np.arange(n)
@@ -222,6 +224,8 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
                     severe_on[i] = max(severe_on[i], (e.onset - date_of(1)).days + 1)
             if a.alerts:
                 detected["any"][i] = min(detected["any"][i], day)
+            if a.dlt.get("status") == "DLT":
+                dlt_day[i] = min(dlt_day[i], day)
             for act in a.dose_actions:
                 key = (i, act.date, act.rule, act.action)
                 if key in seen or not arm.act:
@@ -241,7 +245,8 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
                     level[i] = max(level[i] - 1, floor)
                 elif act.action == "discontinue":
                     stopped[i] = True
-    return Trace(truth, detected, holds, first_hold, first_hold_term, stopped.copy(), dose_given, evaluations, series)
+    return Trace(truth, detected, holds, first_hold, first_hold_term, stopped.copy(), dose_given, evaluations, series,
+                 dlt_day)
 
 
 def _prophylaxis(rec: Recorder | NoRecord, planned: list[tuple], day: int, idx: np.ndarray, rng: np.random.Generator, care: Values,
