@@ -273,7 +273,7 @@ def test_the_api_docs_render_offline(server, browser, shots, path, rendered):
 PAGES = ["/trials/demo/today", "/trials/demo/alerts", "/trials/demo/alerts?status=all", "/trials/demo/patients/seed-1",
          "/trials/demo/patients/seed-3", "/trials/demo/cohort", "/trials/demo/cohort?design=tite-crm&target=0.3",
          "/trials/demo/cohort?design=boin&target=0.3", "/trials/demo/import", "/trials/demo/audit",
-         "/trials/demo/notifications"]
+         "/trials/demo/settings"]
 ROLE_PAGES = {"nurse": PAGES,  # every page; the others where their role adds forms
               "investigator": [p for p in PAGES if "/patients/" in p],
               "statistician": [p for p in PAGES if "/cohort" in p]}

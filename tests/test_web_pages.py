@@ -793,15 +793,15 @@ def test_accepting_twice_records_one_decision(app):
 
 def test_the_notifications_page_saves_settings_and_keeps_a_refused_form(app):
     client = login(app, "nurse")
-    html = page(client, "notifications")
+    html = page(client, "settings")
     token = csrf_of(html)
-    r = client.post("/trials/demo/notifications", data={"csrf": token, "email": "nurse@osu.example",
+    r = client.post("/trials/demo/settings/notifications", data={"csrf": token, "email": "nurse@osu.example",
                                                         "critical_now": "yes", "digest_hour": "7"},
                     follow_redirects=False)
     assert r.status_code == 303
-    html = page(client, "notifications?msg=notify")
+    html = page(client, "settings?msg=notify")
     assert 'value="nurse@osu.example"' in html and '<option value="7" selected>' in html and "saved" in html
-    r = client.post("/trials/demo/notifications", data={"csrf": token, "email": "nurse at osu",
+    r = client.post("/trials/demo/settings/notifications", data={"csrf": token, "email": "nurse at osu",
                                                         "webhook_url": "https://pager.example/hook"})
     assert r.status_code == 400 and 'id="notify-problem">the e-mail address' in r.text
     assert 'value="https://pager.example/hook"' in r.text  # the values come back with the message
@@ -810,8 +810,8 @@ def test_the_notifications_page_saves_settings_and_keeps_a_refused_form(app):
 
         assert session.scalars(select(NotificationSetting)).one().email == "nurse@osu.example"
     assert "Deliveries that failed" not in html
-    assert "Deliveries that failed" in page(login(app, "admin"), "notifications")
-    r = client.post("/trials/demo/notifications", data={"csrf": "forged", "email": "x@y.example"})
+    assert "Deliveries that failed" in page(login(app, "admin"), "settings")
+    r = client.post("/trials/demo/settings/notifications", data={"csrf": "forged", "email": "x@y.example"})
     assert r.status_code == 403
 
 
@@ -859,3 +859,26 @@ def test_the_timeline_has_axis_values_labels_that_fit_one_unit_and_doses_in_mg(a
     assert len(ticks) >= 7 * 2  # at least two values on each lab panel's axis
     seed1 = page(login(app, "nurse"), "patients/seed-1")
     assert "Hold lenalidomide (25 mg, dose level 5)" in seed1 and "grade -" not in seed1
+
+
+def test_a_user_reads_labs_in_the_units_they_chose(app):
+    """seed-1's creatinine as reported (mg/dL), then in SI (µmol/L, 88.4 times the number) on the lab
+    table and the timeline; the choice is the user's own and audited; grading does not change."""
+    client = login(app, "nurse")
+    before = page(client, "patients/seed-1")
+    assert "Values as reported" in before and re.search(r'class="tl-small">mg/dL<', before)
+    token = csrf_of(page(client, "settings"))
+    r = client.post("/trials/demo/settings/units", data={"csrf": token, "units": "si"}, follow_redirects=False)
+    assert r.status_code == 303
+    after = page(client, "patients/seed-1")
+    assert "Values in SI units" in after and "CREAT µmol/L" in after and re.search(r'class="tl-small">µmol/L<', after)
+    grades = lambda html: re.findall(r'class="grade-(\d)"', html)  # noqa: E731
+    assert grades(after) == grades(before)  # the same cells reach the same grades
+    assert "Values as reported" in page(login(app, "investigator"), "patients/seed-1")  # another user's choice
+    r = client.post("/trials/demo/settings/units", data={"csrf": token, "units": "furlongs"})
+    assert r.status_code == 400 and "units are one of" in r.text
+    from dosewatch.store.models import AuditEntry
+
+    with app.state.store.reading() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.entity == "user_preferences")).one()
+        assert entry.actor == "nurse" and '"si"' in entry.after

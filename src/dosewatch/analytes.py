@@ -29,6 +29,7 @@ class Analyte(BaseModel):
     valence: int | None = None
     sited: bool = False  # carries a body site (lymph node region)
     counts_as: str | None = None  # satisfies a protocol's requirement for this analyte (PAINNRS for PAIN)
+    conventional: str | None = None  # US conventional unit for display, where it differs from the canonical (SI) one
     assume_unit: bool = False  # a value without a unit is read in the canonical unit (a warning): vitals
     # measured in one unit only (mm[Hg], /min, %), never labs (mg/dL or umol/L?)
 

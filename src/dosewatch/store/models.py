@@ -309,6 +309,14 @@ class NotificationSetting(Base):
     updated_at: Mapped[str] = mapped_column(String(40))
 
 
+class UserPreference(Base):
+    """How a user reads the pages: lab values as reported, in SI units, or in US conventional units."""
+
+    __tablename__ = "user_preferences"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    units: Mapped[str] = mapped_column(String(12), default="reported")  # reported | si | conventional
+
+
 class Delivery(Base):
     """One alert to one person by one channel, sent once: the unique key makes every enqueuer
     (several workers, a restart) agree on one row, and a sender claims a row before sending it."""

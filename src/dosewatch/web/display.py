@@ -25,6 +25,22 @@ def unit_text(unit: str | None) -> str:
     return re.sub(r"\{[^}]*\}", "", text)
 
 
+def shown_unit(analyte, choice: str) -> str | None:
+    """The unit a user who chose ``choice`` (reported | si | conventional) sees ``analyte`` in;
+    None: as each value was reported."""
+    if choice == "si":
+        return analyte.unit
+    if choice == "conventional":
+        return analyte.conventional or analyte.unit
+    return None
+
+
+def from_canonical(analyte, unit: str):
+    """canonical value -> value in ``unit`` (exact: the catalog's linear conversion)."""
+    scale, offset = analyte.conversion(unit)
+    return lambda v: None if v is None else (v - offset) / scale
+
+
 # A note prompt by the kind of alert: what the nurse usually records for it.
 _PROMPTS = (
     (":tls", "e.g. potassium repeated 5.1; IV fluids started; rasburicase given"),

@@ -264,7 +264,8 @@ def _actions_by_day(session: Session, viewer: Viewer, pks: set[int]) -> dict[tup
 
 # ------------------------------------------------------------------------------------------ patient
 
-def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str) -> dict[str, Any]:
+def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str,
+                 units: str = "reported") -> dict[str, Any]:
     """Everything the patient page shows: the assessment, the record for the timeline, the graded
     labs, the alerts of every status and the dose actions."""
     from ..check import CheckSettings, lab_grades
@@ -286,7 +287,8 @@ def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str
                                      .order_by(DoseAction.date, DoseAction.id), DoseAction, viewer)).all()
     signed = signatures_of(session, "dose_action", [d.id for d in actions if d.status in ("accepted", "overridden")])
     return {"patient": patient, "site": site.code if site else None, "assessment": assessment, "day1": day1,
-            "protocol": protocol, "cohort": cohort, "lab_table": lab_table(cohort.observations, grades, day1),
+            "protocol": protocol, "cohort": cohort, "lab_table": lab_table(cohort.observations, grades, day1, units),
+            "units": units,
             "alerts": sorted(alert_rows(session, trial, viewer, status=None, patient_pk=patient.id, protocol=protocol),
                              key=lambda r: (r["date"], severity_rank(r["severity"]), r["id"])),
             "dose_actions": [{"id": d.id, "status": d.status, **d.data, "decided_by": d.decided_by,
@@ -295,10 +297,12 @@ def patient_view(session: Session, trial: Trial, viewer: Viewer, patient_id: str
             "signatures_required": bool(trial.signatures_required)}
 
 
-def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None) -> dict[str, Any]:
-    """Labs as a day-by-analyte table in the units they were reported in; each cell carries its
-    worst grade and the term and criteria that gave it."""
+def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None, units: str = "reported") -> dict[str, Any]:
+    """Labs as a day-by-analyte table in the units they were reported in (or, by the user's choice,
+    in SI or US conventional units); each cell carries its worst grade and the term and criteria
+    that gave it."""
     from ..record import study_day
+    from .display import from_canonical, shown_unit
 
     labs = [c for c, a in catalog().analytes.items() if a.kind == "lab"]
     obs = obs.filter(pl.col("code").is_in(labs) & pl.col("orig_value").is_not_null()).sort("time", "obs_id")
@@ -312,11 +316,19 @@ def lab_table(obs: pl.DataFrame, grades: pl.DataFrame, day1: dt.date | None) -> 
                 worst[r["obs_id"]] = (r["grade"], f"{r['term']} grade {r['grade']} ({r['criteria']})")
     codes = [c for c in labs if c in set(obs["code"].to_list())]
     days: dict[dt.date, dict[str, dict]] = defaultdict(dict)
-    units: dict[str, str] = {}
+    choice, units = units, {}
+    cat = catalog().analytes
+    shown = {c: shown_unit(cat[c], choice) for c in codes}
+    convert = {c: from_canonical(cat[c], u) for c, u in shown.items() if u}
     for r in obs.iter_rows(named=True):
         grade, why = worst.get(r["obs_id"], (0, ""))
-        units.setdefault(r["code"], r["orig_unit"])
-        days[r["date"]][r["code"]] = {"value": r["orig_value"], "unit": r["orig_unit"], "grade": grade, "why": why}
+        code = r["code"]
+        if code in convert and r["value"] is not None:
+            value, unit = float(f"{convert[code](r['value']):.4g}"), shown[code]  # 4 significant digits
+        else:
+            value, unit = r["orig_value"], r["orig_unit"]
+        units.setdefault(code, unit)
+        days[r["date"]][code] = {"value": value, "unit": unit, "grade": grade, "why": why}
     # Each row's cells in the order of ``codes`` (None where nothing was measured), the value
     # already formatted: the template only writes them out (a trial's labs are thousands of cells).
     rows = [{"date": d, "study_day": study_day(d, day1) if day1 else None,

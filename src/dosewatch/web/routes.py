@@ -51,7 +51,7 @@ SECURITY_HEADERS = {
 MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decided": "Decision saved to the audit trail.",
             "signed": "Signed: the signature and the record's hash are in the audit trail.",
             "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail.",
-            "notify": "Notification settings saved (and audited)."}
+            "notify": "Notification settings saved (and audited).", "units": "Units saved."}
 UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
 
 
@@ -327,13 +327,15 @@ def _with_msg(url: str, msg: str) -> str:
 
 @router.get("/trials/{trial}/patients/{patient_id}", response_class=HTMLResponse)
 def patient(request: Request, trial: str, patient_id: str) -> Response:
+    from ..store.preferences import units_of
+
     viewer = logged_in(request)
     with store_of(request).reading() as session, translated():
         t = trial_or_404(session, trial)
-        view = queries.patient_view(session, t, viewer, patient_id[:200])
+        view = queries.patient_view(session, t, viewer, patient_id[:200], units_of(session, viewer.name))
         thresholds = queries.lab_thresholds(view["cohort"], view["protocol"], view["day1"])
     svg = timeline_svg(view["cohort"], view["day1"], view["protocol"], view["alerts"],
-                       view["assessment"].get("events", []), thresholds, view["lab_table"]["worst"])
+                       view["assessment"].get("events", []), thresholds, view["lab_table"]["worst"], view["units"])
     return render(request, "patient.html", {**nav(trial, "patient"), **view, "timeline": Markup(svg),
                                             "here": request.url.path})
 

@@ -35,7 +35,7 @@ def _t(text: Any) -> str:
 
 
 def timeline_svg(cohort, day1: dt.date | None, protocol, alerts: list[dict], events: list[dict],
-                 thresholds: dict[str, list[dict]], worst: dict[str, int]) -> str:
+                 thresholds: dict[str, list[dict]], worst: dict[str, int], units: str = "reported") -> str:
     """The SVG (a string of markup) for one patient's record."""
     from ..analytes import catalog
 
@@ -102,7 +102,7 @@ def timeline_svg(cohort, day1: dt.date | None, protocol, alerts: list[dict], eve
     cat = catalog()
     for code, lines in thresholds.items():
         parts.append(_lab_panel(obs.filter(pl.col("code") == code).sort("time"), code, cat[code], lines, worst,
-                                y, x, day_w, label))
+                                y, x, day_w, label, units))
         y += PANEL + GAP
     # Most severe drawn last (on top); critical alerts are labelled with their rule.
     labelled: set[dt.date] = set()
@@ -199,8 +199,8 @@ def _axis(start: dt.date, n_days: int, day_w: float, anchor: dt.date, has_day1: 
 
 
 def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst: dict[str, int], top: float,
-               x, day_w: float, label) -> str:
-    unit, to_shown = _shown_unit(rows, analyte)
+               x, day_w: float, label, units: str = "reported") -> str:
+    unit, to_shown = _shown_unit(rows, analyte, units)
     rows = rows.with_columns(pl.col("value").map_elements(to_shown, return_dtype=pl.Float64))
     lines = [{**ln, "value": to_shown(ln["value"]),
               # a criterion's label names its cut-off: in the chart's unit, as the line is drawn
@@ -263,12 +263,17 @@ def _lab_panel(rows: pl.DataFrame, code: str, analyte, lines: list[dict], worst:
     return "".join(out)
 
 
-def _shown_unit(rows: pl.DataFrame, analyte) -> tuple[str, Any]:
-    """The unit the chart is drawn in: the one the lab reported most of the values in (the table
-    beside the chart shows them as reported), converted exactly from the canonical values; the
-    canonical unit when the reported one does not convert."""
+def _shown_unit(rows: pl.DataFrame, analyte, choice: str = "reported") -> tuple[str, Any]:
+    """The unit the chart is drawn in: the user's choice (SI or US conventional), else the one the
+    lab reported most of the values in (the table beside the chart shows them as reported),
+    converted exactly from the canonical values; the canonical unit when the reported one does not
+    convert."""
     from .. import units
+    from .display import from_canonical, shown_unit
 
+    chosen = shown_unit(analyte, choice)
+    if chosen:
+        return chosen, from_canonical(analyte, chosen)
     reported = [u for u in rows["orig_unit"].to_list() if u] if "orig_unit" in rows.columns else []
     if reported:
         unit = max(set(reported), key=reported.count)

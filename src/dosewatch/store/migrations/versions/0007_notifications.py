@@ -1,5 +1,5 @@
 """Alerts that reach people: each user's ``notification_settings`` and the ``deliveries`` outbox
-(one row per alert, person and channel, sent once).
+(one row per alert, person and channel, sent once); each user's ``user_preferences`` (units shown).
 
 Revision ID: 0007
 Revises: 0006
@@ -47,10 +47,18 @@ def upgrade() -> None:
         sa.UniqueConstraint('alert_id', 'user_id', 'channel'),
     )
     op.create_index('ix_deliveries_due', 'deliveries', ['status', 'due_at'])
+    op.create_table(
+        'user_preferences',
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('units', sa.String(length=12), nullable=False),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id']),
+        sa.PrimaryKeyConstraint('user_id'),
+    )
     op.create_index('ix_deliveries_user_id', 'deliveries', ['user_id'])
 
 
 def downgrade() -> None:
+    op.drop_table('user_preferences')
     op.drop_index('ix_deliveries_user_id', table_name='deliveries')
     op.drop_index('ix_deliveries_due', table_name='deliveries')
     op.drop_table('deliveries')
