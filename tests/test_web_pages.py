@@ -184,8 +184,26 @@ def test_today_lists_my_patients_with_state_and_open_alerts(app):
         assert f"/patients/{pid}\">{pid}</a>" in html
     assert "north-1" not in html
     assert "state-dead" in html and "state-held" in html
-    assert "lenalidomide: 10 mg" in html  # seed-3 on 10 mg today
+    assert re.search(r"<strong>Give lenalidomide \d+(\.\d+)? mg</strong>", html)  # seed-3 on drug today
     assert 'sev sev-critical' in html  # open critical alerts counted
+
+
+def test_today_is_a_worklist_with_the_ended_patients_last(app):
+    """Per patient what to do this morning: the dose to give, prophylaxis, labs due and overdue, the
+    open alerts with what each asks for; the dead and those off study in their own section at the end."""
+    html = page(login(app, "admin"), "today")
+    active, _, ended = html.partition('<h2 id="ended">Off study or deceased</h2>')
+    assert ended and "/patients/seed-1\">seed-1</a>" in ended and "seed-1" not in active  # seed-1 died on day 10
+    assert "/patients/seed-4\">seed-4</a>" in ended  # off study
+    north = active[active.index("/patients/north-1"):]
+    north = north[:north.index("</tr>")]
+    assert "<strong>Give lenalidomide" in north and '<li class="overdue">Overdue, days 1-' in north
+    assert 1 <= north.count('class="overdue"') <= 3  # one line per set of missing codes (18 alerts), with its days
+    seed2 = active[active.index("/patients/seed-2"):]
+    seed2 = seed2[:seed2.index("</tr>")]
+    assert "<ul class=\"todo-list\">" in seed2 and 'class="sev sev-' in seed2 and "</a>: " in seed2  # alert: what to do
+    order = re.findall(r'/patients/(seed-\d|north-\d)">', active)
+    assert order == sorted(order, key=lambda p: order.index(p))  # (the order is the page's: most urgent first)
 
 
 def test_alert_inbox_most_severe_then_oldest_with_rule_source_and_action(app):

@@ -115,13 +115,16 @@ def today_page(session: Session, trial: Trial, viewer: Viewer, page: int = 1,
         .where(Patient.trial_id == trial.id, Patient.deleted.is_(False)), Patient, viewer)).all()
     counts = _open_counts(session, trial, viewer)
     worst = {pk: min((severity_rank(s) for s in counts[pk]), default=len(SEVERITY_ORDER)) for pk, _, _ in patients}
-    patients.sort(key=lambda p: (worst[p[0]], p[1]))
+    states = {pk: d.get("state") for pk, d in _assessment_parts(session, viewer, [p[0] for p in patients], "state").items()}
+    # the patients to act on, most urgent first; the dead and those off study at the end
+    patients.sort(key=lambda p: (states.get(p[0]) in ENDED, worst[p[0]], p[1]))
     paging = pages(len(patients), page, per_page)
     if per_page:
         start = (paging["page"] - 1) * per_page
         patients = patients[start:start + per_page]
     data = _assessment_parts(session, viewer, [pk for pk, _, _ in patients], "state", "study_day", "as_of", "today")
     done = _codes_recorded(session, viewer, {pk: (data.get(pk) or {}).get("as_of") for pk, _, _ in patients})
+    todo = _open_alert_todo(session, trial, viewer, [pk for pk, _, _ in patients])
     rows = []
     for pk, pid, site in patients:
         d = data.get(pk) or {}
@@ -130,8 +133,54 @@ def today_page(session: Session, trial: Trial, viewer: Viewer, page: int = 1,
                      "as_of": d.get("as_of"), "cycle": today.get("cycle"), "cycle_day": today.get("cycle_day"),
                      "study_drug": today.get("study_drug"), "prophylaxis": today.get("prophylaxis") or [],
                      "due": [c for c in today.get("assessments_due") or [] if c not in done.get(pk, set())],
+                     "overdue": todo[pk]["overdue"], "act": todo[pk]["act"], "ended": d.get("state") in ENDED,
                      "open": [(s, counts[pk][s]) for s in SEVERITIES if counts[pk][s]], "worst": worst[pk]})
     return {"rows": rows, **paging}
+
+
+ENDED = ("dead", "off study")
+
+
+def _open_alert_todo(session: Session, trial: Trial, viewer: Viewer, pks: list[int]) -> dict[int, dict[str, list]]:
+    """Per patient on the page: what the open alerts ask for, most severe first (at most three, the
+    inbox has the rest), and the assessments overdue from earlier days (open missing-lab alerts)."""
+    from .display import alert_parts
+
+    out: dict[int, dict[str, list]] = defaultdict(lambda: {"act": [], "overdue": []})
+    if not pks:
+        return out
+    protocol = trial_protocol(session, trial)
+    stmt = (select(Alert).where(Alert.trial_id == trial.id, Alert.status == "open", Alert.patient_pk.in_(pks))
+            .order_by(_severity_order(), Alert.date, Alert.id))
+    for a in session.scalars(scoped(stmt, Alert, viewer)):
+        row = out[a.patient_pk]
+        if a.rule == "adherence:lab-missing":
+            row["overdue"].append((a.message.split(": ", 1)[-1], a.data.get("study_day")))
+            continue
+        if len(row["act"]) < 3:
+            parts = alert_parts({"message": a.message, "rule": a.rule, "info": rule_info(protocol, a.rule, a.message)})
+            row["act"].append({"severity": a.severity, "what": parts["what"], "todo": parts["todo"], "id": a.id})
+    for row in out.values():  # one line per set of missing codes, with the days it was missing
+        days: dict[str, list[int]] = defaultdict(list)
+        for codes, day in row["overdue"]:
+            days[codes].append(day)
+        row["overdue"] = [f"{_day_ranges(sorted(d for d in ds if d is not None))}: {codes}" for codes, ds in days.items()]
+    return out
+
+
+def _day_ranges(days: list[int]) -> str:
+    """[1, 2, 3, 5] -> 'days 1-3, 5'."""
+    if not days:
+        return "earlier days"
+    parts, start, prev = [], days[0], days[0]
+    for d in days[1:] + [None]:
+        if d is not None and d == prev + 1:
+            prev = d
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if d is not None:
+            start = prev = d
+    return ("day " if len(days) == 1 else "days ") + ", ".join(parts)
 
 
 def today_rows(session: Session, trial: Trial, viewer: Viewer) -> list[dict[str, Any]]:
