@@ -8,7 +8,6 @@ import datetime as dt
 import email
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +17,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from sqlalchemy import func, select
-from test_server_support import SECRET, body, demo_template, free_port, login, small_bundle  # noqa: F401
-
-from dosewatch.store.demo import TODAY
+from test_server_support import body, demo_app, demo_template, free_port, login, small_bundle  # noqa: F401
 
 UTC = dt.timezone.utc
 
@@ -90,19 +87,13 @@ def renamed(bundle: dict, old: str, new: str) -> dict:
 
 
 @pytest.fixture
-def demo(demo_template, tmp_path):
+def demo(demo_app):
+    """The API on a fresh copy of the demo database: (client, store, database file)."""
     from fastapi.testclient import TestClient
 
-    from dosewatch.api import Settings, create_app
-    from dosewatch.store.db import Store
-
-    path = tmp_path / "demo.db"
-    shutil.copy(demo_template, path)
-    store = Store(f"sqlite:///{path}", today=TODAY)
-    app = create_app(Settings(secret_key=SECRET, today=TODAY), store=store)
-    with TestClient(app) as client:
-        yield client, store, path
-    store.dispose()
+    store = demo_app.state.store
+    with TestClient(demo_app) as client:
+        yield client, store, store.engine.url.database
 
 
 def config(inbox=None, **kw):

@@ -10,6 +10,23 @@ insilico_app = typer.Typer(help="In-silico trials: virtual CLL patients dosed by
                                 "own monitor.", no_args_is_help=True)
 
 
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2) from None
+
+
+def _emit(result: dict, out: Optional[Path]) -> None:
+    """The result as JSON: to ``out`` (said on stderr), else on stdout."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    if out:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text)
+
+
 @insilico_app.command("run")
 def insilico_run(
     scenario: Annotated[Path, typer.Argument(help="A scenario YAML file (see docs/insilico.md)")],
@@ -19,8 +36,6 @@ def insilico_run(
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report here")] = None,
 ) -> None:
     """Simulate every arm of SCENARIO on the same virtual patients; print or write the outcomes as JSON."""
-    import json
-
     from ..errors import InputError
     from .scenario import load_scenario, run_scenario
 
@@ -28,14 +43,8 @@ def insilico_run(
         spec, base = load_scenario(scenario)
         result = run_scenario(spec, base, patients, seed)
     except (InputError, KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    text = json.dumps(result, indent=2)
-    if out:
-        out.write_text(text + "\n")
-        typer.echo(f"wrote {out}", err=True)
-    else:
-        typer.echo(text)
+        _fail(exc)
+    _emit(result, out)
     if html:
         from .report import render_html
 
@@ -59,8 +68,6 @@ def insilico_design(
 ) -> None:
     """The DLT rate of each dose level as dosewatch's monitor judges it on virtual patients, and the
     design's MTD selection and allocation on those rates (escalation.simulate, matched to the R packages)."""
-    import json
-
     from ..errors import InputError
     from ..escalation.crm import parse_skeleton
     from ..protocols import load_protocol
@@ -76,14 +83,8 @@ def insilico_design(
         result = design_on_virtual_patients(proto, design, target=target, patients=patients, trials=trials,
                                             seed=seed, max_cohorts=cohorts, accrual=accrual, **options)
     except (InputError, KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    text = json.dumps(result, indent=2)
-    if out:
-        out.write_text(text + "\n")
-        typer.echo(f"wrote {out}", err=True)
-    else:
-        typer.echo(text)
+        _fail(exc)
+    _emit(result, out)
     oc = result["operating_characteristics"]
     for r, pct in zip(result["levels"], oc["selected_as_mtd_pct"]):
         typer.echo(f"level {r['level']} ({r['dose']:g} {r['unit']}): DLT {r['dlt_rate']:.1%} "
@@ -128,8 +129,6 @@ def insilico_sensitivity(
 ) -> None:
     """One-at-a-time sensitivity (tornado) of the last arm minus the first, cycle 1, over every uncertain
     parameter, on the model alone (without the monitor)."""
-    import json
-
     from ..errors import InputError
     from .scenario import load_scenario
     from .sensitivity import tornado, tornado_svg
@@ -138,13 +137,8 @@ def insilico_sensitivity(
         spec, base = load_scenario(scenario)
         result = tornado(spec, base, outcome, patients, seed)
     except (InputError, KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    text = json.dumps(result, indent=2)
-    if out:
-        out.write_text(text + "\n")
-    else:
-        typer.echo(text)
+        _fail(exc)
+    _emit(result, out)
     if svg:
         svg.write_text(tornado_svg(result))
     for r in result["parameters"][:10]:
@@ -162,8 +156,6 @@ def insilico_uncertainty(
 ) -> None:
     """Cycle-1 rates with every uncertain parameter drawn jointly from its range: the 95% band across
     draws per arm, and of the last arm minus the first. The model alone, without the monitor."""
-    import json
-
     from ..errors import InputError
     from .scenario import load_scenario
     from .sensitivity import joint_uncertainty
@@ -172,13 +164,8 @@ def insilico_uncertainty(
         spec, base = load_scenario(scenario)
         result = joint_uncertainty(spec, base, draws, patients, seed)
     except (InputError, KeyError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    text = json.dumps(result, indent=2)
-    if out:
-        out.write_text(text + "\n")
-    else:
-        typer.echo(text)
+        _fail(exc)
+    _emit(result, out)
     for key, d in result["last_minus_first"].items():
         lo, hi = d["interval95"]
         typer.echo(f"{key:14s} last minus first arm: median {100 * d['median']:+.1f} points (95% band {100 * lo:+.1f} to "
