@@ -49,6 +49,18 @@ class _TiteTrials:
         self.tox[idx, k:k + C] = tox
         self.enrolled[idx] += C
 
+    def totals(self, levels: int) -> tuple[np.ndarray, np.ndarray]:
+        """Patients and DLTs per dose of every trial at its end, shape (trials, levels)."""
+        k = self.count
+        filled = np.arange(k)[None, :] < self.enrolled[:, None]
+        n_all = np.zeros((len(self.enrolled), levels), dtype=np.int64)
+        y_all = np.zeros_like(n_all)
+        for lv in range(levels):
+            at = (self.dose[:, :k] == lv) & filled
+            n_all[:, lv] = at.sum(axis=1)
+            y_all[:, lv] = (at & self.tox[:, :k]).sum(axis=1)
+        return n_all, y_all
+
     def at(self, idx, t_dec, levels: int, window: float):
         """Per dose at decision times ``t_dec``: patients, observed DLTs, pending patients and
         their follow-up (TITEgBOIN's uniform timing prior makes the transform the identity)."""
@@ -147,14 +159,7 @@ def tite_boin_batch(s: SimSettings, rng: np.random.Generator, trials: int) -> Ba
             no_mtd[idx] = early
             running[idx] = ~ended
             waiting[idx] = ~ended & (suspend | hold)
-    n_all = np.zeros((trials, levels), dtype=np.int64)
-    y_all = np.zeros((trials, levels), dtype=np.int64)
-    k = st.count
-    filled = np.arange(k)[None, :] < st.enrolled[:, None]
-    for lv in range(levels):
-        at = (st.dose[:, :k] == lv) & filled
-        n_all[:, lv] = at.sum(axis=1)
-        y_all[:, lv] = (at & st.tox[:, :k]).sum(axis=1)
+    n_all, y_all = st.totals(levels)
     mtd = select_mtd_batch(s.target, n_all, y_all, cutoff_eli=cutoff, extrasafe=extrasafe, offset=offset,
                            bound_mtd=s.opt("bound_mtd", False), p_tox=s.opt("p_tox"), pseudo=0.005, n_eli=n_eli,
                            ptab=ptab)
@@ -217,12 +222,5 @@ def tite_crm_batch(s: SimSettings, rng: np.random.Generator, trials: int) -> Bat
             break
         last_rate = (tox & seen)[:, -C:].sum(axis=1) / C
         d[idx] = (_restrict(model_dose, dd, last_rate, s.target) if restrict else model_dose) - 1
-    n_all = np.zeros((trials, levels), dtype=np.int64)
-    y_all = np.zeros((trials, levels), dtype=np.int64)
-    k = st.count
-    filled = np.arange(k)[None, :] < st.enrolled[:, None]
-    for lv in range(levels):
-        at = (st.dose[:, :k] == lv) & filled
-        n_all[:, lv] = at.sum(axis=1)
-        y_all[:, lv] = (at & st.tox[:, :k]).sum(axis=1)
+    n_all, y_all = st.totals(levels)
     return BatchOutcome(n_all, y_all, np.where(no_mtd, 0, mtd), last_entry + W)
