@@ -91,3 +91,21 @@ def test_a_protocol_asking_for_what_the_model_does_not_simulate_says_so(tmp_path
     result = runner.invoke(app, ["insilico", "run", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["arms"][0]["not_simulated"] == ["HR"]
+
+
+def test_the_arms_on_a_dask_cluster_give_the_same_numbers(tmp_path):
+    """`insilico run --dask local`: each arm a task on two worker processes, the same JSON as serial."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dosewatch = str(Path(sys.executable).parent / "dosewatch")
+    outs = []
+    for extra in ([], ["--dask", "local"]):
+        out = tmp_path / f"r{len(outs)}.json"
+        run = subprocess.run([dosewatch, "insilico", "run", "seed-start-low", "--patients", "40", "--seed", "9",
+                              "-o", str(out), *extra], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]

@@ -34,14 +34,26 @@ def insilico_run(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: the file's); same seed, same numbers")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (default: stdout)")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report here")] = None,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run the arms on a Dask cluster: its scheduler "
+                                                "address, or 'local' for two local worker processes")] = None,
 ) -> None:
     """Simulate every arm of SCENARIO on the same virtual patients; print or write the outcomes as JSON."""
+    from contextlib import ExitStack
+
     from ..errors import InputError
     from .scenario import load_scenario, run_scenario
 
     try:
         spec, base = load_scenario(scenario)
-        result = run_scenario(spec, base, patients, seed)
+        with ExitStack() as stack:
+            client = None
+            if dask:
+                from distributed import Client, LocalCluster
+
+                where = (stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None))
+                         if dask == "local" else dask)
+                client = stack.enter_context(Client(where))
+            result = run_scenario(spec, base, patients, seed, client=client)
     except (InputError, KeyError, ValueError) as exc:
         _fail(exc)
     _emit(result, out)

@@ -86,10 +86,11 @@ def arm_protocol(spec: ArmSpec, base: Path) -> Protocol:
 
 
 def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | None = None, seed: int | None = None,
-                 follow: int | None = -1) -> dict[str, Any]:
+                 follow: int | None = -1, client: Any = None) -> dict[str, Any]:
     """Every arm on the same virtual patients and random numbers; the result is plain JSON data.
     ``follow``: the patient whose daily timeline is kept (-1: the one with the largest tumour burden,
-    the likeliest to show lysis; None: no timeline)."""
+    the likeliest to show lysis; None: no timeline). ``client``: a Dask client that runs the arms
+    in parallel, one task each (the same numbers: an arm depends only on its inputs and the seed)."""
     n = patients or scenario.patients
     seed = scenario.seed if seed is None else seed
     try:
@@ -100,11 +101,15 @@ def run_scenario(scenario: Scenario, base: Path = Path("."), patients: int | Non
     if follow == -1:
         follow = int(np.argmax(pop.alc + pop.node_equiv * pop.node_cm ** 3))
     arms, hits = [], []
-    for spec in scenario.arms:
-        protocol = arm_protocol(spec, base)
-        arm = Arm(protocol, scenario.days, spec.labs, spec.hydration, spec.rasburicase, spec.allopurinol,
-                  dict(spec.adherence), spec.monitor_acts)
-        trace = run(arm, pop, values, seed, follow=follow)
+    plans = [(spec, Arm(arm_protocol(spec, base), scenario.days, spec.labs, spec.hydration, spec.rasburicase,
+                        spec.allopurinol, dict(spec.adherence), spec.monitor_acts)) for spec in scenario.arms]
+    if client is not None:
+        traces = client.gather([client.submit(run, arm, pop, values, seed, follow=follow, pure=False)
+                                for _, arm in plans])
+    else:
+        traces = [run(arm, pop, values, seed, follow=follow) for _, arm in plans]
+    for (spec, arm), trace in zip(plans, traces):
+        protocol = arm.protocol
         sd = protocol.study_drug
         cycle1 = {k: trace.truth[k] <= sd.cycle_days for k in OUTCOMES}
         hits.append(cycle1)
