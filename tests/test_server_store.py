@@ -296,8 +296,12 @@ def test_a_patient_enrolled_elsewhere_is_refused_to_a_site_user(store):
     with store.reading() as session:
         site_a = admin.site_by_code(session, "A").id
     nurse_a = Viewer("nurse-a", "nurse", frozenset({site_a}))
-    with pytest.raises(InputError, match="enrolled at a site you do not work at"):
+    with pytest.raises(InputError) as refused:
         do_import(store, with_value(small_bundle(), "seed-1-k-d1", 5.0), viewer=nurse_a, site=None, reason="x")
+    messages = [p.message for p in refused.value.problems]
+    assert "patient seed-1 is enrolled at a site you do not work at" in messages
+    # every record of the refused patient is named, none dropped unlisted
+    assert messages.count("record left out: its patient was refused") == len(messages) - 1
 
 
 # -- the audit chain --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from ..errors import InputError
 from ..store.db import Store, data_dir
 from ..store.scope import Conflict, Forbidden, NotFound, Refused
+from . import edge
 from .security import server_key
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
     _handlers(app)
+    edge.install(app)
     from .routes import audit, decisions, login, notifications, trials
 
     for module in (login, trials, decisions, audit, notifications):

@@ -85,6 +85,10 @@ def _read_dm(df: pl.DataFrame, file: str, problems: list[Problem]) -> tuple[pl.D
     log.flag(df, number("AGE").is_not_null() & age_unit.is_null(), "AGEU", "AGE without AGEU: read in years",
              "warning", drop=False, kind="unit")
     flag_date(df, log, "DTHDTC", "death", required=False)
+    for col, out in (("RFSTDTC", "rfst"), ("RFXSTDTC", "rfx"), ("DMDTC", "dmdt")):  # used for ages and AE dates
+        log.flag(df, pl.col(col).is_not_null() & pl.col(f"{out}_err").is_not_null()
+                 & ~pl.col(f"{out}_err").str.starts_with("partial"), col, pl.col(f"{out}_err"), kind="date",
+                 detail=pl.format("'{}'", col))
     flag = pl.col("DTHFL").str.to_uppercase()
     log.flag(df, (flag == "N") & pl.col("DTHDTC").is_not_null(), "DTHFL", "DTHFL is N but DTHDTC gives a death date",
              kind="value")

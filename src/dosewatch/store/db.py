@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event, exc as sa_exc, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import AuditHead
+from .scope import Refused
 
 
 def data_dir() -> Path:
@@ -31,10 +33,28 @@ def default_url(name: str = "dosewatch.db") -> str:
     return f"sqlite:///{folder / name}"
 
 
+def _has_nul(params: Any) -> bool:
+    values = params.values() if isinstance(params, dict) else params if isinstance(params, list | tuple) else ()
+    for v in values:
+        if (isinstance(v, str) and "\x00" in v) or (isinstance(v, dict | list | tuple) and _has_nul(v)):
+            return True
+    return False
+
+
+def _refuse_nul(_conn, _cursor, _statement, params, _context, _executemany) -> None:
+    # PostgreSQL refuses text with a NUL (a driver error, a 500); SQLite would store it. Refused on
+    # both, whichever form or field brought it (imports name the row: ``records._nul_characters``).
+    if params and _has_nul(params):
+        raise Refused("a NUL character in the text: refused")
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
+        return engine
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_ZIP_MEMBERS = 50
 MAX_UNZIPPED = 500 * 1024 * 1024
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 # ------------------------------------------------------------------------------------------ imports
@@ -83,7 +85,7 @@ def _unzip(data: bytes, folder: Path, name: str) -> Path:
     zip bombs and anything that is not a dataset."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
         raise InputError([Problem(name, "(file)", "not a zip file")]) from None
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > MAX_ZIP_MEMBERS:
@@ -96,10 +98,20 @@ def _unzip(data: bytes, folder: Path, name: str) -> Path:
         base = Path(m.filename).name
         if Path(base).suffix.lower() not in (".csv", ".xpt") or base.startswith("."):
             continue
+        where = f"{name} {m.filename}"
         if (out / base).exists():
-            raise InputError([Problem(f"{name} {m.filename}", "(file)", f"two files named {base}")])
-        with archive.open(m) as src:
-            (out / base).write_bytes(src.read(MAX_UNZIPPED + 1))
+            raise InputError([Problem(where, "(file)", f"two files named {base}")])
+        if m.flag_bits & 0x1:
+            raise InputError([Problem(where, "(file)", "encrypted in the zip: send it unencrypted")])
+        if m.compress_type not in _ZIP_METHODS:
+            raise InputError([Problem(where, "(file)", f"compressed with method {m.compress_type}, which cannot be "
+                                      "read (use deflate, bzip2, lzma or none)")])
+        try:
+            with archive.open(m) as src:
+                (out / base).write_bytes(src.read(MAX_UNZIPPED + 1))
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError):
+            # a damaged member (bad CRC, truncated or garbled data): nothing of the zip is read
+            raise InputError([Problem(where, "(file)", "damaged in the zip: cannot be unpacked")]) from None
     return out
 
 
