@@ -13,6 +13,7 @@ import copy
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -132,6 +133,53 @@ def test_mutated_sdtm_folders_give_problems_never_exceptions(tmp_path, edits):
         csv.writer(out).writerows(rows)
         file.write_text(out.getvalue())
     _read_never_crashes(folder)
+    assert _unnamed_rows(folder) == []
+
+
+_ROW = re.compile(r"^(\S+) (?:data )?row (\d+)")
+
+
+def _unnamed_rows(folder: Path) -> list[tuple[str, int]]:
+    """The rows a read with skip_invalid neither read (a record's source) nor named (a problem's
+    source), unless their whole file is named or the read was refused."""
+    try:
+        result = read_any(folder, skip_invalid=True)
+    except InputError:
+        return []  # refused as a whole: nothing left out
+    named, whole = set(), set()
+    sources = [s for t in ("patients", "observations", "doses", "events")
+               for s in getattr(result.cohort, t)["source"].drop_nulls().to_list()]
+    for source in sources + [p.source for p in result.problems]:
+        m = _ROW.match(source)
+        if m:
+            named.add((m.group(1), int(m.group(2))))
+        elif " " not in source:
+            whole.add(source)
+    unnamed = []
+    for file in sorted(folder.glob("*.csv")):
+        if file.name in whole:
+            continue
+        rows = list(csv.reader(io.StringIO(file.read_text(errors="replace"), newline="")))
+        unnamed += [(file.name, n) for n, row in enumerate(rows[1:], 1)
+                    if any(c.strip() for c in row) and (file.name, n) not in named]
+    return unnamed
+
+
+@pytest.mark.parametrize("damage", ["empty", "header only", "duplicate column", "not UTF-8", "no USUBJID"])
+def test_skip_invalid_never_drops_a_row_unnamed_when_dm_is_damaged(tmp_path, damage):
+    """With DM unreadable, every LB, VS and EX row is named as left out, or the read is refused."""
+    folder = tmp_path / "study"
+    shutil.copytree(STUDY, folder)
+    dm = folder / "dm.csv"
+    text = dm.read_text()
+    dm.write_bytes({"empty": b"", "header only": text.splitlines()[0].encode(),
+                    "duplicate column": text.replace("SUBJID,SEX", "USUBJID,SEX", 1).encode(),
+                    "not UTF-8": b"\xff\xfe\x00garbage",
+                    "no USUBJID": text.replace("USUBJID", "XUBJID").encode()}[damage])
+    assert _unnamed_rows(folder) == []
+    if damage in ("empty", "duplicate column", "not UTF-8"):  # DM unread as a whole: the read is refused
+        with pytest.raises(InputError, match="no readable DM dataset"):
+            read_any(folder, skip_invalid=True)
 
 
 # -- the cases found by probing (issue 15), each named

@@ -99,6 +99,23 @@ def test_year_0_reference_dates_are_refused_with_the_row_not_a_500(client, skip)
     assert any(p["source"] == "dm.csv row 1" and p["field"] == "RFXSTDTC" for p in rejected), rejected[:3]
 
 
+@pytest.mark.parametrize("damage", ["empty dm.csv", "dm.csv with a duplicate column", "lb.csv with a duplicate column"])
+def test_skip_invalid_refuses_an_import_whose_file_is_unreadable(client, damage):
+    """Its rows could not be named one by one: the import is refused, nothing saved (issue 15)."""
+    files = _study()
+    if damage == "empty dm.csv":
+        files["dm.csv"] = ""
+    elif damage.startswith("dm.csv"):
+        files["dm.csv"] = files["dm.csv"].replace("SUBJID,SEX", "USUBJID,SEX", 1)
+    else:
+        files["lb.csv"] = files["lb.csv"].replace("LBSEQ", "USUBJID", 1)
+    nurse = {**login(client, "nurse"), "Content-Type": "application/zip"}
+    r = client.post("/api/trials/demo/sdtm?site=OSU&skip_invalid=true", content=_zip(files), headers=nurse)
+    assert r.status_code == 422, r.text[:300]
+    assert not any(p["patient_id"] in ("P1", "P2", "P3")
+                   for p in client.get("/api/trials/demo/patients", headers=login(client, "admin")).json())
+
+
 NUL_REQUESTS = [
     ("GET", "/api/trials/de%00mo/patients"),
     ("GET", "/api/trials/demo/patients/seed%001/assessment"),

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem, counts, group_problems
 from ..io import ReadResult
+from ..io.reading import unreadable
 from ..record import DOSES_SCHEMA, EVENTS_SCHEMA, OBSERVATIONS_SCHEMA, PATIENTS_SCHEMA, Cohort
 from .audit import Change, append, canonical, chain
 from .bulk import insert_frame, read_frame
@@ -246,7 +247,7 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         plans[table] = {"new": joined.filter(pl.col("_pk").is_null()).select(df.columns), "changed": changed,
                         "same": matched.height - len(changed)}
 
-    if errors and not skip_invalid:
+    if errors and (not skip_invalid or unreadable(errors)):  # a whole file unread: its rows unnamed
         raise InputError(errors)
     report.rejected = errors
     n_changed = sum(len(p["changed"]) for p in plans.values())
