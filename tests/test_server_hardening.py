@@ -213,3 +213,73 @@ def test_mutated_bundles_through_the_api_never_get_a_5xx(client, choices):
         r = client.post(f"/api/trials/demo/fhir?site=OSU&skip_invalid={skip}", content=text.encode(),
                         headers=login(client, "nurse"))
         assert r.status_code < 500, r.text[:300]
+
+
+# -- no refusal reveals another site's ids (issue 15, item 2) ----------------------------------------
+
+def _obs_ids(demo_app, patient_id: str) -> list[str]:
+    from sqlalchemy import select
+
+    from dosewatch.store.models import Observation, Patient
+
+    with demo_app.state.store.reading() as session:
+        return list(session.scalars(select(Observation.obs_id).join(Patient, Patient.id == Observation.patient_pk)
+                                    .where(Patient.patient_id == patient_id).order_by(Observation.obs_id)))
+
+
+def _bundle_taking(obs_id: str) -> bytes:
+    """A new patient whose first observation has the id ``obs_id``."""
+    bundle = synthetic_bundle(1, "taker")
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    obs["id"] = obs_id
+    return body(bundle)
+
+
+def _refusal(client, content: bytes, user: str) -> list[str]:
+    r = client.post("/api/trials/demo/fhir", content=content, headers=login(client, user))
+    assert r.status_code == 422, r.text[:300]
+    return [p["message"] for p in r.json()["rejected"]]
+
+
+def test_an_id_held_at_another_site_reads_as_one_held_at_your_own(client, demo_app):
+    """nurse-north works at NORTH only; seed-1 is an OSU patient, north-1 a NORTH one."""
+    theirs, own = _obs_ids(demo_app, "seed-1")[0], _obs_ids(demo_app, "north-1")[0]
+    hidden = _refusal(client, _bundle_taking(theirs), "nurse-north")
+    visible = _refusal(client, _bundle_taking(own), "nurse-north")
+    assert hidden == [f"observation id {theirs} cannot be used: it is taken in this trial (choose another id)"]
+    assert visible == [m.replace(theirs, own) for m in hidden]  # the same words, whoever holds the id
+
+
+def test_another_sites_patient_id_is_refused_as_taken_never_by_its_site(client):
+    """seed-2 is an OSU patient; nurse-north (NORTH only, so ?site defaults to NORTH) sends a
+    Patient of that id. (Without ?site, a multi-site user gets the answer of a new patient:
+    tests/test_server_store.py.)"""
+    bundle = _renamed(synthetic_bundle(1, "brand-new"), "brand-new-0", "seed-2")
+    messages = _refusal(client, body(bundle), "nurse-north")
+    assert "patient id seed-2 cannot be used: it is taken in this trial (choose another id)" in messages
+    assert not any("site" in m or "another patient" in m for m in messages)
+
+
+def _renamed(bundle: dict, old: str, new: str) -> dict:
+    return json.loads(json.dumps(bundle).replace(old, new))
+
+
+def test_the_dashboard_preview_shows_the_same_words(demo_app, client):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from dosewatch.store.demo import PASSWORD
+
+    theirs = _obs_ids(demo_app, "seed-1")[0]
+    web = TestClient(demo_app)
+    form = web.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    web.post("/login", data={"username": "nurse-north", "password": PASSWORD, "csrf": csrf, "next": "/"})
+    html = web.get("/trials/demo/import").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    r = web.post("/trials/demo/import", data={"csrf": csrf},
+                 files={"file": ("taker.json", _bundle_taking(theirs), "application/json")})
+    assert r.status_code == 200
+    assert f"observation id {theirs} cannot be used: it is taken in this trial" in r.text
+    assert "another patient" not in r.text and "do not work at" not in r.text

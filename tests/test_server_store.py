@@ -299,7 +299,12 @@ def test_a_patient_enrolled_elsewhere_is_refused_to_a_site_user(store):
     with pytest.raises(InputError) as refused:
         do_import(store, with_value(small_bundle(), "seed-1-k-d1", 5.0), viewer=nurse_a, site=None, reason="x")
     messages = [p.message for p in refused.value.problems]
-    assert "patient seed-1 is enrolled at a site you do not work at" in messages
+    assert "patient id seed-1 cannot be used: it is taken in this trial (choose another id)" in messages
+    assert not any("site" in m for m in messages)  # never where it is held
+    nurse_ab = Viewer("nurse-ab", "nurse", frozenset({site_a, site_a + 1000}))  # two sites, neither is B's
+    with pytest.raises(InputError) as refused:
+        do_import(store, small_bundle(), viewer=nurse_ab, site=None, reason="x")
+    assert "patient seed-1 is new: give the site to enrol at (?site=CODE)" in [p.message for p in refused.value.problems]
     # every record of the refused patient is named, none dropped unlisted
     assert messages.count("record left out: its patient was refused") == len(messages) - 1
 

@@ -38,6 +38,15 @@ CHUNK = 1000
 IMPORT_IDS = Table("import_ids", MetaData(), Column("id", String, primary_key=True))  # temporary, per import
 
 
+KINDS = {"observations": "observation", "doses": "dose", "events": "event"}
+
+
+def taken_id(kind: str, rid: str) -> str:
+    """The refusal of an id another record holds, worded the same whoever holds it (the user's own
+    patient or another site's, which must not be learned from it): the id, never its holder or site."""
+    return f"{kind} id {rid} cannot be used: it is taken in this trial (choose another id)"
+
+
 def record_fields(table: str) -> list[str]:
     """The compared (and audited) columns of a record table: all but the patient, the id and the source."""
     _, key, schema = RECORDS[table]
@@ -208,10 +217,11 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
     refused = set()
     for row in cohort.patients.iter_rows(named=True):
         pid, old = row["patient_id"], existing.get(row["patient_id"])
-        if old is not None and not viewer.can_see_site(old.site_id):
-            errors.append(Problem(row["source"] or pid, "patient_id", f"patient {pid} is enrolled at a site you do not work at"))
+        hidden = old is not None and not viewer.can_see_site(old.site_id)
+        if hidden and site_id is not None:
+            errors.append(Problem(row["source"] or pid, "patient_id", taken_id("patient", pid)))
             refused.add(pid)
-        elif old is None and site_id is None:
+        elif (old is None or hidden) and site_id is None:  # another site's patient: the answer for a new one
             errors.append(Problem(row["source"] or pid, "site", f"patient {pid} is new: give the site to enrol at (?site=CODE)"))
             refused.add(pid)
     for pid in sorted(referred):
@@ -237,7 +247,7 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         matched = joined.filter(pl.col("_pk").is_not_null())
         other = matched.filter(pl.col("_own_pk").ne_missing(pl.col("_patient_pk")))
         for source, rid in other.select("source", key).iter_rows():
-            errors.append(Problem(source or rid, key, f"{rid} is already recorded for another patient"))
+            errors.append(Problem(source or rid, key, taken_id(KINDS[table], rid)))
         matched = matched.filter(pl.col("_own_pk").eq_missing(pl.col("_patient_pk")))
         differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__old")) for c in fields])
         changed = []
