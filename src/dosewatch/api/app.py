@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from ..errors import InputError
 from ..store.db import Store, data_dir
@@ -135,6 +136,16 @@ def _handlers(app: FastAPI) -> None:
         n = len(exc.problems)
         return _problem(422, f"{n} problem(s) in the input; nothing was saved",
                         rejected=[p.as_dict() for p in exc.problems[:1000]])
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # Writes wait up to 60 s for the lock (SQLite busy_timeout) and hold it only to write, so
+        # this is rare: the client is told to retry, not shown the driver's words.
+        if "locked" not in str(exc.orig).lower():
+            return await _crash(request, exc)
+        log.warning("database busy on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the server is busy writing: try again in a few seconds"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem
+from ..io import ReadResult
 from .admin import trial_by_code  # noqa: F401  (part of this module's interface)
 from .assess import recompute, trial_protocol
 from .audit import Change, append, now
@@ -47,13 +48,12 @@ def _import_site(session: Session, viewer: Viewer, site: str | None) -> int | No
     return row.id
 
 
-def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes, *, as_of: dt.date,
-                   site: str | None = None, skip_invalid: bool = False, reason: str | None = None,
-                   name: str | None = None) -> ImportReport:
-    """Import a FHIR Bundle (``kind="fhir"``, JSON bytes) or a zip of SDTM datasets (``"sdtm"``),
-    then reassess the patients whose data changed, in the caller's write transaction."""
+def read_upload(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes,
+                name: str | None = None) -> ReadResult:
+    """Read an upload (a FHIR Bundle, ``kind="fhir"``; a zip of SDTM datasets, ``"sdtm"``) with
+    every problem collected. Needs only a reading session (the trial's enrolled patients the viewer
+    may see): run it before taking the write lock, which then is held for the writing only."""
     require(viewer, "import")
-    site_id = _import_site(session, viewer, site)
     with tempfile.TemporaryDirectory(prefix="dosewatch-import-") as tmp:
         if kind == "fhir":
             from ..io.fhir import read_fhir
@@ -63,13 +63,27 @@ def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, da
             # Records of patients enrolled before need no Patient resource (only those the user may see).
             enrolled = set(session.scalars(scoped(select(Patient.patient_id).where(
                 Patient.trial_id == trial.id, Patient.deleted.is_(False)), Patient, viewer)))
-            read = read_fhir(path, collect=True, known_patients=enrolled)
-        elif kind == "sdtm":
+            return read_fhir(path, collect=True, known_patients=enrolled)
+        if kind == "sdtm":
             from ..io.sdtm import read_sdtm
 
-            read = read_sdtm(_unzip(data, Path(tmp), name or "upload.zip"), collect=True)
-        else:
-            raise Refused(f"unknown import kind {kind!r}")
+            return read_sdtm(_unzip(data, Path(tmp), _safe_name(name, "upload.zip")), collect=True)
+    raise Refused(f"unknown import kind {kind!r}")
+
+
+def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes | None, *, as_of: dt.date,
+                   site: str | None = None, skip_invalid: bool = False, reason: str | None = None,
+                   name: str | None = None, read: ReadResult | None = None) -> ImportReport:
+    """Import a FHIR Bundle (``kind="fhir"``, JSON bytes) or a zip of SDTM datasets (``"sdtm"``),
+    then reassess the patients whose data changed, in the caller's write transaction. ``read``: the
+    upload already read by ``read_upload`` (outside the write lock); else it is read here.
+
+    A patient enrolled between the read and this write is safe: the read only refuses more (a
+    reference to a patient it did not know), and every patient is checked again here."""
+    require(viewer, "import")
+    site_id = _import_site(session, viewer, site)
+    if read is None:
+        read = read_upload(session, trial, viewer, kind, data or b"", name)
     report = import_cohort(session, trial, read, viewer, site_id=site_id, skip_invalid=skip_invalid, reason=reason)
     recompute(session, trial, report.changed_pks, as_of, known=report.new_patients)
     return report

@@ -583,7 +583,7 @@ async def import_preview(request: Request, trial: str) -> Response:
     kind = "sdtm" if upload.filename.lower().endswith(".zip") else "fhir"
     site = text(form, "site", 64)
     store = store_of(request)
-    report, problems = _dry_run(store, trial, viewer, kind, data, site, upload.filename)
+    report, problems = await run_in_threadpool(_dry_run, store, trial, viewer, kind, data, site, upload.filename)
     token = web_session.new_token()
     folder = _upload_dir()
     (folder / f"{token}.bin").write_bytes(data)
@@ -604,15 +604,29 @@ def _dry_run(store, trial: str, viewer: Viewer, kind: str, data: bytes, site: st
     """(report, problems): the import as it would be, then rolled back (audit entries too)."""
     report = None
     try:
+        read = _read_upload(store, trial, viewer, kind, data, name)  # no lock held while reading
         with store.writing() as session, translated():
             t = service.trial_by_code(session, trial)
-            report = service.import_records(session, t, viewer, kind, data, as_of=store.today(), site=site,
-                                            skip_invalid=True, reason="(preview)", name=name).as_dict()
+            report = service.import_records(session, t, viewer, kind, None, as_of=store.today(), site=site,
+                                            skip_invalid=True, reason="(preview)", name=name, read=read).as_dict()
             raise _Rollback
     except _Rollback:
         return report, []
     except InputError as exc:
         return None, [p.as_dict() for p in exc.problems[:1000]]
+
+
+def _read_upload(store, trial: str, viewer: Viewer, kind: str, data: bytes, name: str):
+    with store.reading() as session, translated():
+        return service.read_upload(session, service.trial_by_code(session, trial), viewer, kind, data, name)
+
+
+def _commit(store, trial: str, viewer: Viewer, meta: dict, data: bytes, skip_invalid: bool, reason: str | None):
+    read = _read_upload(store, trial, viewer, meta["kind"], data, meta["name"])  # no lock held while reading
+    with store.writing() as session, translated():
+        t = service.trial_by_code(session, trial)
+        return service.import_records(session, t, viewer, meta["kind"], None, as_of=store.today(), site=meta["site"],
+                                      skip_invalid=skip_invalid, reason=reason, name=meta["name"], read=read).as_dict()
 
 
 @router.post("/trials/{trial}/import/commit", response_class=HTMLResponse)
@@ -630,12 +644,8 @@ async def import_commit(request: Request, trial: str) -> Response:
     problems: list[dict] = []
     report = None
     try:
-        with store.writing() as session, translated():
-            t = service.trial_by_code(session, trial)
-            report = service.import_records(session, t, viewer, meta["kind"], data_path.read_bytes(),
-                                            as_of=store.today(), site=meta["site"],
-                                            skip_invalid=form.get("skip_invalid") == "yes",
-                                            reason=text(form, "reason"), name=meta["name"]).as_dict()
+        report = await run_in_threadpool(_commit, store, trial, viewer, meta, data_path.read_bytes(),
+                                         form.get("skip_invalid") == "yes", text(form, "reason"))
     except InputError as exc:
         problems = [p.as_dict() for p in exc.problems[:1000]]
     if report is not None:
