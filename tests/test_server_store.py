@@ -60,7 +60,7 @@ def test_migrations_build_the_models_tables_and_rerun_as_no_op(store):
     with store.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
         head = ScriptDirectory.from_config(migrations_config(store.engine)).get_current_head()
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head == "0007"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head == "0008"
         # the shipped migration and the models agree (no autogenerate difference)
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
