@@ -283,3 +283,88 @@ def test_the_dashboard_preview_shows_the_same_words(demo_app, client):
     assert r.status_code == 200
     assert f"observation id {theirs} cannot be used: it is taken in this trial" in r.text
     assert "another patient" not in r.text and "do not work at" not in r.text
+
+
+# -- login throttling, headers, paths, private files (issue 15, item 6) ------------------------------
+
+def test_wrong_passwords_lock_the_name_out_with_an_audit_entry(client):
+    from dosewatch.store.demo import PASSWORD
+    from dosewatch.store.logins import MAX_PER_NAME
+
+    for _ in range(MAX_PER_NAME):
+        assert client.post("/api/token", data={"username": "nurse", "password": "guess"}).status_code == 401
+    r = client.post("/api/token", data={"username": "nurse", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 60  # even the right password, for now
+    assert client.post("/api/token", data={"username": "investigator", "password": PASSWORD}).status_code == 200
+    entries = client.get("/api/audit?limit=5", headers=login(client, "admin")).json()
+    assert any(e["action"] == "lockout" and e["entity_id"] == "nurse" for e in entries), entries[:2]
+
+
+def test_a_client_guessing_many_names_is_refused_too(client):
+    from dosewatch.store.logins import MAX_PER_CLIENT
+
+    answers = [client.post("/api/token", data={"username": f"user{i}", "password": "guess"}).status_code
+               for i in range(MAX_PER_CLIENT + 1)]
+    assert answers[:MAX_PER_CLIENT] == [401] * MAX_PER_CLIENT and answers[-1] == 429
+
+
+@pytest.mark.parametrize("method, url", [
+    ("GET", "/api/health"), ("GET", "/api/trials/demo/export?format=fhir"), ("GET", "/api/trials/demo/export?format=sdtm"),
+    ("GET", "/api/trials/demo/patients/nobody/assessment"), ("GET", "/api/trials/demo/patients"),
+    ("GET", "/api/trials/de%00mo/patients"), ("POST", "/api/alerts/0/ack"), ("GET", "/login"),
+    ("GET", "/openapi.json")])
+def test_every_response_carries_no_store_and_nosniff(client, method, url):
+    r = client.request(method, url, headers=login(client, "admin"), json={})
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff", \
+        (r.status_code, dict(r.headers))
+
+
+def test_messages_name_no_server_path(client):
+    from dosewatch.store.db import data_dir
+
+    nurse = login(client, "nurse")
+    answers = [client.post("/api/trials/demo/fhir", content=b"{", headers=nurse).text,
+               client.post("/api/trials/demo/sdtm", content=_zip({"notes.txt": "x"}),
+                           headers={**nurse, "Content-Type": "application/zip"}).text,
+               client.post("/api/trials/demo/sdtm", content=_zip(_study(dm=("USUBJID", "X"))),
+                           headers={**nurse, "Content-Type": "application/zip"}).text]
+    for text in answers:
+        assert "/tmp" not in text and str(data_dir()) not in text and "dosewatch-import-" not in text, text[:300]
+
+
+def test_the_sqlite_file_and_the_server_folders_are_private(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from dosewatch.store.db import Store, private_dir, work_dir
+
+    monkeypatch.setenv("DOSEWATCH_DATA", str(tmp_path / "data"))
+    store = Store(f"sqlite:///{tmp_path / 'new.db'}")
+    store.upgrade()
+    assert stat.S_IMODE((tmp_path / "new.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE(work_dir().stat().st_mode) == 0o700
+    store.dispose()
+    if os.getuid() == 0:  # a folder another user made first is refused
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(PermissionError):
+            private_dir(theirs)
+
+
+def test_temporary_folders_a_killed_server_left_are_removed_at_start(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from dosewatch.api import Settings, create_app
+    from dosewatch.store.db import work_dir
+
+    monkeypatch.setenv("DOSEWATCH_DATA", str(tmp_path / "data"))
+    stale, fresh = work_dir() / "dosewatch-import-stale", work_dir() / "dosewatch-import-fresh"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "bundle.json").write_text("{}")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    create_app(Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", secret_key="k" * 40)).state.store.dispose()
+    assert not stale.exists() and fresh.exists()

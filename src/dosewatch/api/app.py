@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from ..errors import InputError
-from ..store.db import Store, data_dir
+from ..store.db import Store, clean_stale, data_dir, work_dir
+from ..store.logins import LoginThrottle
 from ..store.scope import Conflict, Forbidden, NotFound, Refused
 from . import edge
 from .security import server_key
@@ -42,9 +43,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or Store(settings.db_url, today=settings.today)
     store.upgrade()
+    # Temporary folders a killed server left (an import's lives seconds; an hour is safe with workers).
+    clean_stale(work_dir(), "dosewatch-import-", 3600)
     app = FastAPI(title="dosewatch trial server", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None,
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
+    app.state.login_throttle = LoginThrottle()
     _handlers(app)
     edge.install(app)
     from .routes import audit, decisions, login, notifications, trials

@@ -1,6 +1,6 @@
 """What every request meets before a route: refusals of what no route can take (a NUL character in
-the path or the query), and validation errors that always encode (an ``inf`` from ``1e400`` in a
-JSON body is no JSON value)."""
+the path or the query), validation errors that always encode (an ``inf`` from ``1e400`` in a JSON
+body is no JSON value), and the security headers every response carries (exports included)."""
 from __future__ import annotations
 
 import math
@@ -12,6 +12,29 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+# Every response: nothing cached (patients' data, tokens), no type sniffing. Pages add their own
+# Content-Security-Policy (``web.routes.SECURITY_HEADERS``); what a response sets itself is kept.
+HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []), *(h for h in HEADERS if h[0] not in have)]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class RefuseNul:
@@ -49,6 +72,7 @@ def _finite(value: Any) -> Any:
 
 def install(app: FastAPI) -> None:
     app.add_middleware(RefuseNul)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so the NUL refusal carries them too
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,6 +23,7 @@ from ..io import ReadResult
 from .admin import trial_by_code  # noqa: F401  (part of this module's interface)
 from .assess import recompute, trial_protocol
 from .audit import Change, append, now
+from .db import work_dir
 from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
 from .records import ImportReport, import_cohort, load_cohort
 from .scope import Conflict, NotFound, Refused, Viewer, require, scoped, scoped_to_user
@@ -54,7 +55,7 @@ def read_upload(session: Session, trial: Trial, viewer: Viewer, kind: str, data:
     every problem collected. Needs only a reading session (the trial's enrolled patients the viewer
     may see): run it before taking the write lock, which then is held for the writing only."""
     require(viewer, "import")
-    with tempfile.TemporaryDirectory(prefix="dosewatch-import-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dosewatch-import-", dir=work_dir()) as tmp:
         if kind == "fhir":
             from ..io.fhir import read_fhir
 

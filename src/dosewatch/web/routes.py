@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,9 @@ from sqlalchemy import select
 from ..errors import InputError
 from ..escalation.crm import parse_skeleton
 from ..store import service
-from ..store.admin import authenticate, viewer_of
+from ..store import logins
+from ..store.admin import viewer_of
+from ..store.db import data_dir, private_dir
 from ..store.models import User
 from ..store.scope import CAPABILITIES, Conflict, Forbidden, NotFound, Refused, Viewer, require
 from ..store.signatures import SignatureRequest, sign_cohort_decision, sign_dose_action
@@ -240,8 +241,12 @@ async def login(request: Request) -> Response:
     if not web_session.same_token(request.cookies.get(web_session.LOGIN_COOKIE), text(form, "csrf", 200)):
         raise WebError(403, "the login form expired: reload the page and try again")
     name, password = text(form, "username", 64) or "", form.get("password") or ""
-    with store_of(request).reading() as session:
-        user = authenticate(session, name, password if isinstance(password, str) else "")
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = await run_in_threadpool(logins.login, store_of(request), request.app.state.login_throttle, name,
+                                       password if isinstance(password, str) else "", client)
+    except logins.LockedOut as exc:
+        raise WebError(429, str(exc)) from None
     if user is None:
         token = web_session.new_token()
         response = render(request, "login.html", {"next": next_url, "login_csrf": token,
@@ -553,8 +558,8 @@ def import_form(request: Request, trial: str) -> Response:
 
 
 def _upload_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / "dosewatch-web-uploads"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    # In the data folder, private and checked (a shared /tmp folder could be another user's).
+    folder = private_dir(data_dir() / "uploads")
     now = time.time()
     for old in folder.iterdir():  # uploads never committed
         if now - old.stat().st_mtime > UPLOAD_TTL:

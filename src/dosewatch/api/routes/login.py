@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from ...store.admin import authenticate
+from ...store import logins
 from ..deps import CurrentViewer, StoreDep
 from ..schemas import Health, Me, Token
 from ..security import create_token
@@ -25,8 +25,12 @@ def health(store: StoreDep) -> Health:
 
 @router.post("/token")
 def login(request: Request, store: StoreDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
-    with store.reading() as session:
-        user = authenticate(session, form.username, form.password)
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = logins.login(store, request.app.state.login_throttle, form.username, form.password, client)
+    except logins.LockedOut as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(exc.retry_after)}) from None
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
