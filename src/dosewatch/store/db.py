@@ -118,7 +118,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **kwargs)
     event.listen(engine, "before_cursor_execute", _refuse_nul)
     database = engine.url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
+    if database and database != ":memory:" and not database.startswith("file:") and Path(database).parent.is_dir():
         private_file(Path(database))  # SQLite makes its -wal and -shm files with the same mode
 
     @event.listens_for(engine, "connect")
