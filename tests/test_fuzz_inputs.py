@@ -266,3 +266,20 @@ def test_cli_validate_and_check_report_and_never_trace(tmp_path):
         assert out.exit_code not in (0, None) and out.exception is None or isinstance(out.exception, SystemExit), \
             (command, out.output, out.exception)
         assert "Traceback" not in out.output and "contained" in out.output, out.output
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(source=st.integers(0, 100), choices=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 100)),
+                                                      min_size=1, max_size=3))
+def test_validate_and_check_on_mutated_bundles_exit_with_a_message_never_a_traceback(tmp_path, source, choices):
+    from typer.testing import CliRunner
+
+    from dosewatch.cli import app
+
+    path = tmp_path / "mutated.json"
+    path.write_text(_mutate(CORPUS[source % len(CORPUS)], choices))
+    for command in (["validate", str(path)], ["check", "--skip-invalid", str(path)]):
+        out = CliRunner().invoke(app, command)
+        assert out.exception is None or isinstance(out.exception, SystemExit), (command, repr(out.exception))
+        assert "Traceback" not in out.output

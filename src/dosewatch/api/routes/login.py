@@ -23,7 +23,8 @@ def health(store: StoreDep) -> Health:
     return Health(status="ok", database=store.engine.dialect.name)
 
 
-@router.post("/token")
+@router.post("/token", responses={401: {"description": "wrong user name or password"}, 429: {
+    "description": "locked out after too many wrong passwords (Retry-After: seconds)"}})
 def login(request: Request, store: StoreDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     client = request.client.host if request.client else "unknown"
     try:
