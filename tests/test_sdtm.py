@@ -128,6 +128,8 @@ def test_lb_rows_not_used_are_notices(fixture_read, cohort):
     assert [(p.source, p.field, p.severity, p.kind) for p in fixture_read.problems] == [
         ("lb.csv row 10", "LBSTAT", "notice", "not-done"),  # NOT DONE
         ("lb.csv row 11", "LBSPEC", "notice", "not-used"),  # urine potassium is not serum potassium
+        ("ec.csv row 1", "ECOCCUR", "notice", "not-used"),  # given: read from EX (issue 15: no row unnamed)
+        ("ec.csv row 3", "ECMOOD", "notice", "not-used"),  # planned, not given
         ("ae.csv row 1", "AEDECOD", "notice", "not-used"),  # nausea: outside the event catalog, kept as reported
     ]
     ids = set(cohort.observations["obs_id"])
@@ -409,7 +411,7 @@ def test_no_dm_is_an_error(tmp_path):
     with pytest.raises(InputError) as info:
         read_sdtm(folder)
     # without subjects nothing is read, and every other dataset says how many rows it lost
-    assert [(p.source, p.field) for p in info.value.problems] == [(str(folder), "DM")] + [
+    assert [(p.source, p.field) for p in info.value.problems] == [(folder.name, "DM")] + [  # no server path
         (f"{d}.csv", "(file)") for d in ("lb", "vs", "tr", "pe", "ex", "ec", "ce", "ae")]
     assert info.value.problems[1].message == "16 rows not read: no readable DM dataset"
 
@@ -559,7 +561,8 @@ def test_reads_xpt_written_by_another_tool(tmp_path, cohort):
                                file_format_version=5)
     result = read_sdtm(folder)
     assert [(p.source.split()[0], p.field) for p in result.problems] == [
-        ("LB.XPT", "LBSTAT"), ("LB.XPT", "LBSPEC"), ("AE.XPT", "AEDECOD")]
+        ("LB.XPT", "LBSTAT"), ("LB.XPT", "LBSPEC"), ("EC.XPT", "ECOCCUR"), ("EC.XPT", "ECMOOD"),
+        ("AE.XPT", "AEDECOD")]
     for table in ("patients", "observations", "doses", "events"):
         assert_frame_equal(getattr(result.cohort, table).drop("source"), getattr(cohort, table).drop("source"))
 
@@ -570,7 +573,9 @@ def test_round_trip_gives_identical_tables(tmp_path, cohort, fmt):
     domains = ("dm", "lb", "vs", "tr", "pe", "ex", "ec", "ce")
     assert sorted(p.name for p in paths) == sorted(f"{d}.{fmt}" for d in domains)
     again = read_sdtm(tmp_path / "out")
-    assert [(p.source, p.message) for p in again.problems] == [  # only that nausea is outside the event catalog
+    from_ex = [p for p in again.problems if p.message == "a dose given: read from EX, not from EC"]
+    assert from_ex and {(p.severity, p.source.split()[0]) for p in from_ex} == {("notice", f"ec.{fmt}")}
+    assert [(p.source, p.message) for p in again.problems if p not in from_ex] == [  # and that nausea is outside
         (f"ce.{fmt} row 2", "term not in dosewatch's event catalog: kept as a reported event (no criterion acts on it)")]
     for table in ("patients", "observations", "doses", "events"):
         assert_frame_equal(getattr(again.cohort, table).drop("source"), getattr(cohort, table).drop("source"))

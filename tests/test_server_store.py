@@ -60,7 +60,7 @@ def test_migrations_build_the_models_tables_and_rerun_as_no_op(store):
     with store.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
         head = ScriptDirectory.from_config(migrations_config(store.engine)).get_current_head()
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head == "0007"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head == "0008"
         # the shipped migration and the models agree (no autogenerate difference)
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
@@ -296,8 +296,17 @@ def test_a_patient_enrolled_elsewhere_is_refused_to_a_site_user(store):
     with store.reading() as session:
         site_a = admin.site_by_code(session, "A").id
     nurse_a = Viewer("nurse-a", "nurse", frozenset({site_a}))
-    with pytest.raises(InputError, match="enrolled at a site you do not work at"):
+    with pytest.raises(InputError) as refused:
         do_import(store, with_value(small_bundle(), "seed-1-k-d1", 5.0), viewer=nurse_a, site=None, reason="x")
+    messages = [p.message for p in refused.value.problems]
+    assert "patient id seed-1 cannot be used: it is taken in this trial (choose another id)" in messages
+    assert not any("site" in m for m in messages)  # never where it is held
+    nurse_ab = Viewer("nurse-ab", "nurse", frozenset({site_a, site_a + 1000}))  # two sites, neither is B's
+    with pytest.raises(InputError) as refused:
+        do_import(store, small_bundle(), viewer=nurse_ab, site=None, reason="x")
+    assert "patient seed-1 is new: give the site to enrol at (?site=CODE)" in [p.message for p in refused.value.problems]
+    # every record of the refused patient is named, none dropped unlisted
+    assert messages.count("record left out: its patient was refused") == len(messages) - 1
 
 
 # -- the audit chain --------------------------------------------------------------------------------

@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from ..errors import InputError
-from ..store.db import Store, data_dir
+from ..store.db import Store, clean_stale, data_dir, work_dir
+from ..store.logins import LoginThrottle
 from ..store.scope import Conflict, Forbidden, NotFound, Refused
+from . import edge
 from .security import server_key
 
 if TYPE_CHECKING:
@@ -40,10 +43,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or Store(settings.db_url, today=settings.today)
     store.upgrade()
+    # Temporary folders a killed server left (an import's lives seconds; an hour is safe with workers).
+    clean_stale(work_dir(), "dosewatch-import-", 3600)
     app = FastAPI(title="dosewatch trial server", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None,
                   description="Patients' records, assessments, alerts and decisions of a trial, by site and role.")
     app.state.settings, app.state.store = settings, store
+    app.state.login_throttle = LoginThrottle()
     _handlers(app)
+    edge.install(app)
     from .routes import audit, decisions, login, notifications, trials
 
     for module in (login, trials, decisions, audit, notifications):
@@ -133,6 +140,16 @@ def _handlers(app: FastAPI) -> None:
         n = len(exc.problems)
         return _problem(422, f"{n} problem(s) in the input; nothing was saved",
                         rejected=[p.as_dict() for p in exc.problems[:1000]])
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # Writes wait up to 60 s for the lock (SQLite busy_timeout) and hold it only to write, so
+        # this is rare: the client is told to retry, not shown the driver's words.
+        if "locked" not in str(exc.orig).lower():
+            return await _crash(request, exc)
+        log.warning("database busy on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the server is busy writing: try again in a few seconds"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -115,15 +115,15 @@ def _read_csv_rows(path: Path) -> tuple[pl.DataFrame | None, list[Problem]]:
                 for line in reader:
                     lines.append(line)
             except csv.Error as exc:
-                return None, [Problem(name, "(file)", f"malformed CSV at line {reader.line_num}: {exc}")]
+                return None, [Problem(name, "(file)", f"malformed CSV at line {reader.line_num}: {exc}", kind="file")]
     except UnicodeDecodeError as exc:
-        return None, [Problem(name, "(file)", f"not UTF-8 text: {exc}")]
+        return None, [Problem(name, "(file)", f"not UTF-8 text: {exc}", kind="file")]
     if not lines or not any(h.strip() for h in lines[0]):
-        return None, [Problem(name, "(file)", "empty file: no header row")]
+        return None, [Problem(name, "(file)", "empty file: no header row", kind="file")]
     header = [h.strip().upper() for h in lines[0]]
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        return None, [Problem(name, c, "column appears more than once in the header") for c in dupes]
+        return None, [Problem(name, c, "column appears more than once in the header", kind="file") for c in dupes]
     problems, rows, numbers = [], [], []
     for n, line in enumerate(lines[1:], start=1):
         if not line or (len(line) == 1 and not line[0].strip()):
@@ -144,7 +144,7 @@ def read_xpt(path: Path) -> tuple[pl.DataFrame | None, list[Problem]]:
     try:
         df, _ = pyreadstat.read_xport(path, output_format="polars")
     except Exception as exc:  # pyreadstat raises its own ReadstatError and others
-        return None, [Problem(path.name, "(file)", f"cannot read SAS XPORT file: {exc}")]
+        return None, [Problem(path.name, "(file)", f"cannot read SAS XPORT file: {exc}", kind="file")]
     # Everything as text, as in CSV; whole numbers without ".0" so that --SEQ 3 gives id "...-3".
     cols = []
     for c, t in df.schema.items():

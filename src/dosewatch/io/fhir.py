@@ -30,6 +30,7 @@ from .fhir_base import BUNDLE_TYPES, SEX, When, _concept_text, _describe, _model
 from .fhir_conditions import ConditionReading
 from .fhir_doses import DoseReading
 from .fhir_findings import FindingReading
+from .json_bounds import json_excess
 from .fhir_shape import _SHAPES, _leaf_checks, _leaves_ok, _shallow_shape, _shape
 
 MAX_NESTING = 8  # Bundles inside Bundles read, at most this deep
@@ -270,6 +271,12 @@ class _Reader(FindingReading, DoseReading, ConditionReading):
         """Validate with fhir.resources, or (the same verdict, faster) by shape: see ``_shape``."""
         leaves: list = []
         key = (rtype, _shape(resource, leaves)) if rtype != "Bundle" else None
+        if None in leaves or key is None:
+            null = _null_member(resource)
+            if null is not None:  # fhir.resources reads a null as absent; FHIR JSON has no nulls
+                self.error(where, null, f"invalid FHIR R4 {rtype}: null is not a FHIR value (leave the element out)",
+                           "invalid")
+                return False
         checks = _SHAPES.get(key)
         if checks is not None and _leaves_ok(checks, leaves):
             return True
@@ -279,6 +286,12 @@ class _Reader(FindingReading, DoseReading, ConditionReading):
             for err in exc.errors():
                 self.error(where, _loc(err["loc"]), f"invalid FHIR R4 {rtype}: {' '.join(err['msg'].split())}",
                            "invalid")
+            return False
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # fhir.resources fails so on a few shapes it has no error for (a contained resource of
+            # an unknown type or a resourceType that is not a string): still a resource it refuses.
+            self.error(where, _contained_field(resource), f"invalid FHIR R4 {rtype}: a resource of a shape FHIR "
+                       "does not allow", "invalid", f"{type(exc).__name__}: {str(exc)[:120]}")
             return False
         if key is not None and key not in _SHAPES and len(_SHAPES) < 10_000:
             _SHAPES[key] = _leaf_checks(_model(rtype), resource)
@@ -394,6 +407,8 @@ class _Reader(FindingReading, DoseReading, ConditionReading):
             except msgspec.DecodeError:
                 return None  # not the shape of an Observation: validation names what is wrong
             key = bytes(head.code)
+            if b"null" in key:
+                return None  # a code with a null: read, so that validation names it
             if key not in self.code_notes:
                 code = orjson.loads(key) if key else None
                 self.code_notes[key] = None if self.analyte(code)[0] is not None else \
@@ -414,6 +429,31 @@ class _Reader(FindingReading, DoseReading, ConditionReading):
             if isinstance(key, str):
                 self.medications[key] = resource if ok else None
 
+def _null_member(value: Any, path: str = "") -> str | None:
+    """The path of the first object member whose value is null (array items may be: FHIR pairs a
+    primitive array's nulls with its extensions, ``"_given": [null, {...}]``)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            here = f"{path}.{k}" if path else k
+            if v is None:
+                return here
+            found = _null_member(v, here)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _null_member(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _contained_field(resource: dict) -> str:
+    """The field at fault when fhir.resources fails without a ValidationError: so far always a
+    contained resource (of a type R4 does not have, or with a resourceType that is not a string)."""
+    return "contained" if resource.get("contained") is not None else "(resource)"
+
+
 def _id_from_url(url: str | None) -> str | None:
     if not isinstance(url, str) or not url:
         return None
@@ -427,6 +467,35 @@ def _load_json(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data.decode("utf-8"))
+
+
+_UNREAD = object()
+
+
+def _parse(path: Path, reader: _Reader) -> Any:
+    """The bundle's JSON (entries' resources kept raw), or ``_UNREAD`` and an error naming the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reader.error(path.name, "file", "cannot read the file", "file", exc.strerror or type(exc).__name__)
+        return _UNREAD
+    excess = json_excess(data)  # before any parser: they fail on these otherwise than by an error
+    if excess is not None:
+        reader.error(f"{path.name} line {excess.line} column {excess.column}", "json", "malformed JSON", "file",
+                     excess.message)
+        return _UNREAD
+    try:
+        try:
+            return _lazy_bundle(data)
+        except (msgspec.DecodeError, orjson.JSONDecodeError):  # not a JSON object with a list of entries
+            return _load_json(data)
+    except json.JSONDecodeError as exc:
+        reader.error(f"{path.name} line {exc.lineno} column {exc.colno}", "json", "malformed JSON", "file", exc.msg)
+    except UnicodeDecodeError as exc:
+        reader.error(path.name, "file", "cannot read the file: not UTF-8 text", "file", str(exc))
+    except (RecursionError, ValueError) as exc:
+        reader.error(path.name, "json", "malformed JSON", "file", str(exc)[:200])
+    return _UNREAD
 
 
 def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = False,
@@ -445,19 +514,8 @@ def read_fhir(path: str | Path, *, skip_invalid: bool = False, collect: bool = F
     ``statement``."""
     path = Path(path)
     reader = _Reader(path.name, known_patients, cat, doses_from)
-    try:
-        data = path.read_bytes()
-        try:
-            bundle = _lazy_bundle(data)
-        except (msgspec.DecodeError, orjson.JSONDecodeError):  # not a JSON object with a list of entries
-            bundle = _load_json(data)
-    except json.JSONDecodeError as exc:
-        reader.error(f"{path.name} line {exc.lineno} column {exc.colno}", "json", "malformed JSON", "file", exc.msg)
-    except (OSError, UnicodeDecodeError) as exc:
-        reader.error(path.name, "file", "cannot read the file", "file", str(exc))
-    except RecursionError:
-        reader.error(path.name, "json", "malformed JSON: nested too deeply", "file")
-    else:
+    bundle = _parse(path, reader)
+    if bundle is not _UNREAD:
         try:
             reader.read(bundle)
         except RecursionError:

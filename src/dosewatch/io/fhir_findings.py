@@ -117,7 +117,10 @@ class FindingReading:
         # a LOINC code first: 72514-3 beside a dosewatch PAIN code says the value is a 0-10 score
         codings = sorted(_codings(concept), key=lambda c: c.get("system") != LOINC)
         for coding in codings:
-            found = self.cat.for_coding(coding.get("system"), coding.get("code"))
+            system, code = coding.get("system"), coding.get("code")
+            if not (isinstance(system, str) and isinstance(code, str)):  # not yet validated: any JSON
+                continue
+            found = self.cat.for_coding(system, code)
             if found is not None:
                 return found, coding.get("code")
         return None, None

@@ -31,10 +31,18 @@ class ReadOptions:
     ranges: Path | None = None
 
 
+def unreadable(problems: list[Problem]) -> list[Problem]:
+    """The errors that leave a whole file unread (malformed, empty, a duplicate or missing required
+    column, no DM): skipping invalid records cannot apply to them, as their rows are not named."""
+    return [p for p in problems if p.severity == "error" and (p.kind in ("file", "column")
+                                                              or p.field in ("(file)", "(folder)"))]
+
+
 def finish(result: ReadResult, *, skip_invalid: bool, collect: bool) -> ReadResult:
     """Apply the all-or-nothing rule: any error fails the whole read unless the caller asked to
-    skip invalid records (they are then reported, never silently dropped) or only to collect problems."""
-    if result.errors and not (skip_invalid or collect):
+    skip invalid records (they are then reported, never silently dropped) or only to collect problems.
+    A file that cannot be read at all fails the read even when skipping: its rows would go unnamed."""
+    if result.errors and not collect and (not skip_invalid or unreadable(result.problems)):
         raise InputError(result.errors)
     return result
 

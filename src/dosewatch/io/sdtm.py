@@ -85,6 +85,10 @@ def _read_dm(df: pl.DataFrame, file: str, problems: list[Problem]) -> tuple[pl.D
     log.flag(df, number("AGE").is_not_null() & age_unit.is_null(), "AGEU", "AGE without AGEU: read in years",
              "warning", drop=False, kind="unit")
     flag_date(df, log, "DTHDTC", "death", required=False)
+    for col, out in (("RFSTDTC", "rfst"), ("RFXSTDTC", "rfx"), ("DMDTC", "dmdt")):  # used for ages and AE dates
+        log.flag(df, pl.col(col).is_not_null() & pl.col(f"{out}_err").is_not_null()
+                 & ~pl.col(f"{out}_err").str.starts_with("partial"), col, pl.col(f"{out}_err"), kind="date",
+                 detail=pl.format("'{}'", col))
     flag = pl.col("DTHFL").str.to_uppercase()
     log.flag(df, (flag == "N") & pl.col("DTHDTC").is_not_null(), "DTHFL", "DTHFL is N but DTHDTC gives a death date",
              kind="value")
@@ -157,9 +161,15 @@ def _read_exposure(df: pl.DataFrame, dom: str, file: str, subjects: _Subjects, w
         log.flag(df, occur.is_not_null() & ~occur.is_in(["Y", "N"]), "ECOCCUR", "ECOCCUR is not Y or N",
                  kind="value", detail=pl.format("'{}'", "ECOCCUR"))
         # Planned doses are not administrations; given doses are EX's when EX is present.
-        skip = (pl.col("ECMOOD").str.to_uppercase() == "SCHEDULED").fill_null(False)
+        planned = (pl.col("ECMOOD").str.to_uppercase() == "SCHEDULED").fill_null(False)
+        log.flag(df, planned, "ECMOOD", "a planned dose (ECMOOD SCHEDULED): not read", "notice", drop=False,
+                 kind="not-used")
+        skip = planned
         if not with_completed:
-            skip = skip | (occur != "N").fill_null(True)
+            given = ~planned & (occur != "N").fill_null(True)
+            log.flag(df, given, "ECOCCUR", "a dose given: read from EX, not from EC", "notice", drop=False,
+                     kind="not-used")
+            skip = skip | given
         df = df.filter(~skip)
     log.flag(df, placebo & (pl.col("drug") == PLACEBO), f"{p}TRT",
              "placebo: read as exposure to the blinded study treatment (it fixes study day 1 and is never a "
@@ -344,7 +354,7 @@ def read_sdtm(folder: str | Path, *, skip_invalid: bool = False, collect: bool =
                       skip_invalid=skip_invalid, collect=collect)
     files = dict(sorted(_datasets(folder, problems).items(), key=lambda kv: DOMAINS.index(kv[0])))
     if not files:
-        problems.append(Problem(str(folder), "(folder)", "no SDTM datasets (.csv or .xpt) found", kind="file"))
+        problems.append(Problem(folder.name, "(folder)", "no SDTM datasets (.csv or .xpt) found", kind="file"))
     frames: dict[str, pl.DataFrame] = {}
     for dom, path in files.items():
         df, found = load_dataset(path)
@@ -352,7 +362,7 @@ def read_sdtm(folder: str | Path, *, skip_invalid: bool = False, collect: bool =
         if df is not None:
             frames[dom] = df
     if "DM" not in files:
-        problems.append(Problem(str(folder), "DM", "no DM dataset (dm.csv or dm.xpt): subjects unknown", kind="file"))
+        problems.append(Problem(folder.name, "DM", "no DM dataset (dm.csv or dm.xpt): subjects unknown", kind="file"))
     if "DM" not in frames:
         # Without subjects nothing can be read: every other dataset's rows are named as left out.
         problems.extend(Problem(files[dom].name, "(file)", f"{df.height} rows not read: no readable DM dataset",

@@ -105,6 +105,8 @@ def dates(df: pl.DataFrame, col: str, out: str) -> pl.DataFrame:
         # year 0 and years before the Gregorian calendar are typos, not dates to compute with
         .when(date.dt.year() < 1583).then(pl.lit("a year before 1583 is not a date dosewatch can use"))
     )
+    # Left empty before 1583 (reported by ``err``): polars holds year 0, Python's dates do not.
+    date = pl.when(date.dt.year() >= 1583).then(date)
     return df.with_columns(
         date.alias(f"{out}_date"),
         (date.cast(pl.Datetime("us")) + pl.duration(

@@ -49,15 +49,26 @@ def recompute(session: Session, trial: Trial, patient_pks: list[int], as_of: dt.
     parts = [load_cohort(session, trial.id, SYSTEM, load)] if load else []
     if given:
         parts.append(known)
-    cohort = Cohort.concat(parts)
+    store_assessments(session, trial, protocol, patients, evaluate(Cohort.concat(parts), protocol, as_of), as_of)
+    return len(patients)
+
+
+def store_assessments(session: Session, trial: Trial, protocol: Protocol, patients: dict[str, Patient],
+                      assessments: list, as_of: dt.date, computed_before: str | None = None) -> int:
+    """Store the monitor's assessments of ``patients`` (by patient id) with their alerts and dose
+    actions. With ``computed_before``, a patient whose stored assessment is newer (an import
+    reassessed it meanwhile, from newer records) keeps it. Returns how many were stored."""
     stamp = now()
     pks = [p.id for p in patients.values()]
     stored = {r.patient_pk: r for r in session.scalars(select(Assessment).where(Assessment.patient_pk.in_(pks)))}
     alerts, actions = _by_patient(session, Alert, pks), _by_patient(session, DoseAction, pks)
-    for a in evaluate(cohort, protocol, as_of):
+    n = 0
+    for a in assessments:
         p = patients[a.patient_id]
-        data = a.as_dict()
         row = stored.get(p.id)
+        if computed_before is not None and row is not None and (row.computed_at or "") > computed_before:
+            continue  # ISO 8601 UTC stamps (``audit.now``) compare as text
+        data = a.as_dict()
         if row is None:
             row = Assessment(trial_id=trial.id, site_id=p.site_id, patient_pk=p.id)
             session.add(row)
@@ -68,8 +79,9 @@ def recompute(session: Session, trial: Trial, patient_pks: list[int], as_of: dt.
         _sync(session, DoseAction, p, trial, protocol.version, actions.get(p.id, {}),
               {_key(x["rule"], x["date"], x["drug"], x["action"], x["level"]): x for x in data["dose_actions"]},
               live="proposed", withdrawn_from=("proposed",))
+        n += 1
     session.flush()
-    return len(patients)
+    return n
 
 
 def _by_patient(session: Session, model, pks: list[int]) -> dict[int, dict[str, Any]]:
@@ -106,12 +118,31 @@ def recompute_all(session: Session, trial: Trial, as_of: dt.date) -> int:
     return recompute(session, trial, pks, as_of)
 
 
-def reassess_all(store) -> dict[str, int]:
-    """The daily run on every trial, each in its own write transaction, as of ``store.today()``."""
+BATCH = 100  # patients a write transaction of the daily run stores: the lock is held for that only
+
+
+def reassess_all(store, batch: int = BATCH) -> dict[str, int]:
+    """The daily run on every trial as of ``store.today()``: patients are read and assessed outside
+    the write lock, ``batch`` at a time, and each batch stored in its own short write transaction,
+    so that imports and acknowledgements never wait behind a whole trial's reassessment."""
     with store.reading() as session:
         codes = list(session.scalars(select(Trial.code).order_by(Trial.code)))
     done = {}
     for code in codes:
-        with store.writing() as session:
-            done[code] = recompute_all(session, session.scalar(select(Trial).where(Trial.code == code)), store.today())
+        with store.reading() as session:
+            trial = session.scalar(select(Trial).where(Trial.code == code))
+            pks = list(session.scalars(select(Patient.id).where(Patient.trial_id == trial.id,
+                                                                Patient.deleted.is_(False)).order_by(Patient.id)))
+        done[code] = 0
+        for start in range(0, len(pks), batch):
+            chunk = pks[start:start + batch]
+            began = now()
+            with store.reading() as session:
+                protocol = trial_protocol(session, trial)
+                patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.id.in_(chunk)))}
+                cohort = load_cohort(session, trial.id, SYSTEM, chunk)
+            assessments = evaluate(cohort, protocol, store.today())
+            with store.writing() as session:
+                done[code] += store_assessments(session, trial, protocol, patients, assessments, store.today(),
+                                                computed_before=began)
     return done

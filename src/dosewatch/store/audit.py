@@ -1,10 +1,15 @@
-"""The audit trail: append-only entries, each carrying the SHA-256 of the one before.
+"""The audit trail: append-only entries, each carrying the keyed hash of the one before.
 
 An entry is written by the transaction that makes the change (``append`` inside
 ``Store.writing()``), so the change and its entry are committed together or not at all. The hash
 covers every field of the entry, its id (so a reordering shows) and the previous hash (so an edit
 or a removal breaks every later link); the head row holds the last id and hash (so removing the
 newest entries shows too). ``verify`` names the first entry that does not fit.
+
+The hash is an HMAC-SHA256 keyed with the server's audit key, which is kept outside the database
+($DOSEWATCH_AUDIT_KEY or ``audit.key`` in the data folder, ``db.load_audit_secret``): whoever can write
+the database but not read that key cannot edit an entry and recompute the chain after it (a plain
+SHA-256 chain could be recomputed by anyone). The threat model is in docs/server.md.
 
 Electronic signatures live in the same chain: a signature's entry (action ``sign``) carries the
 signer, role, meaning, time and the SHA-256 of the signed record's content (``record_hash``).
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from collections.abc import Iterable
@@ -51,7 +57,31 @@ FIELDS = ("id", "at", "actor", "action", "entity", "entity_id", "trial_id", "sit
           "before", "after", "reason", "prev_hash")
 
 
-def entry_hash(row: dict[str, Any]) -> str:
+KEY_CONTEXT = b"dosewatch audit chain, HMAC-SHA256, v1"
+
+
+def audit_key(secret: str) -> bytes:
+    """The chain's HMAC key, derived from the server's audit secret (``db.load_audit_secret``)."""
+    return hmac.new(secret.encode(), KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def session_key(session: Session) -> bytes:
+    """The audit key of the store the session belongs to (``Store`` puts it in the session's info)."""
+    key = session.info.get("audit_key")
+    if key is None:
+        from .db import data_dir, load_audit_secret
+
+        key = audit_key(load_audit_secret(data_dir()))
+    return key
+
+
+def entry_hash(row: dict[str, Any], key: bytes) -> str:
+    return hmac.new(key, json.dumps([row[f] for f in FIELDS], separators=(",", ":")).encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def plain_hash(row: dict[str, Any]) -> str:
+    """The chain's hash before migration 0008 (unkeyed SHA-256): read only to re-key a chain."""
     return hashlib.sha256(json.dumps([row[f] for f in FIELDS], separators=(",", ":")).encode()).hexdigest()
 
 
@@ -91,12 +121,13 @@ def chain(session: Session, entries: Iterable[Entry]) -> int:
     if not entries:
         return 0
     ids, links, digests = [], [], []
-    dumps, sha256 = json.JSONEncoder(separators=(",", ":")).encode, hashlib.sha256
+    dumps, sha256, mac = json.JSONEncoder(separators=(",", ":")).encode, hashlib.sha256, hmac.new
+    key = session_key(session)
     for e in entries:
         last_id += 1
         ids.append(last_id)
         links.append(last_hash)
-        last_hash = sha256(dumps([last_id, at, *e, last_hash]).encode()).hexdigest()
+        last_hash = mac(key, dumps([last_id, at, *e, last_hash]).encode(), sha256).hexdigest()
         digests.append(last_hash)
     from .bulk import insert_frame
 
@@ -179,6 +210,7 @@ def verify(session: Session) -> Verification:
     """Walk the chain in id order; the first entry whose id, link or hash does not fit is named.
     Then every signature against its entry and the signed record."""
     expected_prev, expected_id, n = GENESIS, 1, 0
+    key = session_key(session)
     signed: list[tuple[int, dict[str, Any]]] = []
     cols = [getattr(AuditEntry, f) for f in FIELDS] + [AuditEntry.hash]
     for values in session.execute(select(*cols).order_by(AuditEntry.id)).yield_per(5000):
@@ -189,8 +221,9 @@ def verify(session: Session) -> Verification:
         if row["prev_hash"] != expected_prev:
             return Verification(False, n, row["id"], "its link to the previous entry is broken "
                                 "(the previous entry was edited, removed or reordered)")
-        if entry_hash(row) != row["hash"]:
-            return Verification(False, n, row["id"], "its content does not match its hash (it was edited)")
+        if entry_hash(row, key) != row["hash"]:
+            return Verification(False, n, row["id"], "its content does not match its keyed hash (it was edited, "
+                                "or the chain was recomputed without the server key)")
         if row["action"] == "sign":
             signed.append((row["id"], json.loads(row["after"] or "{}")))
         expected_prev, expected_id = row["hash"], expected_id + 1

@@ -264,8 +264,9 @@ class Signature(Base):
 
 
 class AuditEntry(Base):
-    """Append-only. ``hash`` is the SHA-256 of this entry's fields and ``prev_hash`` (the previous
-    entry's hash); ids are given in order by the writer holding the chain's lock."""
+    """Append-only. ``hash`` is the HMAC-SHA256 (the server's audit key, kept outside the database: ``audit.audit_key``)
+    of this entry's fields and ``prev_hash`` (the previous entry's hash); ids are given in order by
+    the writer holding the chain's lock."""
 
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem, counts, group_problems
 from ..io import ReadResult
+from ..io.reading import unreadable
 from ..record import DOSES_SCHEMA, EVENTS_SCHEMA, OBSERVATIONS_SCHEMA, PATIENTS_SCHEMA, Cohort
 from .audit import Change, append, canonical, chain
 from .bulk import insert_frame, read_frame
@@ -35,6 +36,15 @@ RENAME = {"site": "body_site"}  # record column -> model attribute (``site`` mea
 PATIENT_FIELDS = ("sex", "birth_date", "deceased_date", "study_id", "age", "age_date")
 CHUNK = 1000
 IMPORT_IDS = Table("import_ids", MetaData(), Column("id", String, primary_key=True))  # temporary, per import
+
+
+KINDS = {"observations": "observation", "doses": "dose", "events": "event"}
+
+
+def taken_id(kind: str, rid: str) -> str:
+    """The refusal of an id another record holds, worded the same whoever holds it (the user's own
+    patient or another site's, which must not be learned from it): the id, never its holder or site."""
+    return f"{kind} id {rid} cannot be used: it is taken in this trial (choose another id)"
 
 
 def record_fields(table: str) -> list[str]:
@@ -73,28 +83,56 @@ class ImportReport:
 
 def _future_dates(cohort: Cohort, latest: dt.date) -> tuple[Cohort, list[Problem]]:
     """Dates after ``latest`` cannot have been measured or given yet (a year 9999 typo): refused."""
-    problems: list[Problem] = []
     checks = {"patients": ("birth_date", "deceased_date"), "observations": ("date",), "doses": ("date",),
               "events": ("date",)}
+    return _refuse_rows(cohort, {t: [(c, (pl.col(c) > latest).fill_null(False),
+                                      lambda row, c=c: f"date {row[c].isoformat()} is in the future") for c in cols]
+                                 for t, cols in checks.items()})
+
+
+def _nul_characters(cohort: Cohort) -> tuple[Cohort, list[Problem]]:
+    """Text with a NUL character cannot be stored (PostgreSQL refuses it) and is no clinical text:
+    refused, naming the row and the field."""
+    checks = {table: [(c, pl.col(c).str.contains("\x00", literal=True).fill_null(False),
+                       lambda _row: "a NUL character in the text") for c, t in getattr(cohort, table).schema.items()
+                      if t == pl.String]
+              for table in ("patients", *RECORDS)}
+    return _refuse_rows(cohort, checks)
+
+
+def _refuse_rows(cohort: Cohort, checks: dict[str, list[tuple[str, pl.Expr, Any]]]) -> tuple[Cohort, list[Problem]]:
+    """Rows failing a check (table -> [(column, failing, message of a row)]) refused with a problem
+    each; a refused patient takes their records along (each named too)."""
+    problems: list[Problem] = []
     kept = {}
-    for table, cols in checks.items():
-        df: pl.DataFrame = getattr(cohort, table)
-        bad = pl.any_horizontal([(pl.col(c) > latest).fill_null(False) for c in cols])
-        for row in df.filter(bad).iter_rows(named=True):
-            col = next(c for c in cols if row[c] is not None and row[c] > latest)
-            problems.append(Problem(row["source"] or table, col, f"date {row[col].isoformat()} is in the future"))
-        kept[table] = df.filter(~bad)
+    for table in ("patients", *RECORDS):
+        df = getattr(cohort, table).with_row_index("_i")
+        bad: list[int] = []
+        for col, failing, message in checks.get(table, []):
+            for row in df.filter(failing & ~pl.col("_i").is_in(bad)).iter_rows(named=True):
+                problems.append(Problem(row["source"] or table, col, message(row)))
+                bad.append(row["_i"])
+        kept[table] = df.filter(~pl.col("_i").is_in(bad)).drop("_i")
     refused = set(cohort.patients.filter(~pl.col("patient_id").is_in(kept["patients"]["patient_id"].implode()))
                   ["patient_id"].to_list())
-    return _without(Cohort(**kept), refused), problems
+    cohort, left_out = _without(Cohort(**kept), refused)
+    return cohort, problems + left_out
 
 
-def _without(cohort: Cohort, patient_ids: set[str]) -> Cohort:
+def _without(cohort: Cohort, patient_ids: set[str]) -> tuple[Cohort, list[Problem]]:
+    """``cohort`` without the patients ``patient_ids`` and their records; each record left out is
+    named (skip_invalid never drops a row unlisted)."""
     if not patient_ids:
-        return cohort
+        return cohort, []
     keep = ~pl.col("patient_id").is_in(sorted(patient_ids))
+    problems = []
+    for table, (_, key, _) in RECORDS.items():
+        df: pl.DataFrame = getattr(cohort, table)
+        for pid, rid, source in df.filter(~keep).select("patient_id", key, "source").iter_rows():
+            problems.append(Problem(source or rid, "patient_id", "record left out: its patient was refused",
+                                    detail=f"patient {pid}"))
     return Cohort(cohort.patients.filter(keep), cohort.observations.filter(keep), cohort.doses.filter(keep),
-                  cohort.events.filter(keep))
+                  cohort.events.filter(keep)), problems
 
 
 def _chunks(items: list, size: int = CHUNK):
@@ -167,6 +205,8 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
     errors = [p for p in read.problems if p.severity == "error"]
     cohort, found = _future_dates(read.cohort, latest)
     errors += found
+    cohort, found = _nul_characters(cohort)
+    errors += found
 
     # Patients: existing ones must be at a site the viewer sees; new ones need a site.
     listed = cohort.patients["patient_id"].to_list()
@@ -177,10 +217,11 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
     refused = set()
     for row in cohort.patients.iter_rows(named=True):
         pid, old = row["patient_id"], existing.get(row["patient_id"])
-        if old is not None and not viewer.can_see_site(old.site_id):
-            errors.append(Problem(row["source"] or pid, "patient_id", f"patient {pid} is enrolled at a site you do not work at"))
+        hidden = old is not None and not viewer.can_see_site(old.site_id)
+        if hidden and site_id is not None:
+            errors.append(Problem(row["source"] or pid, "patient_id", taken_id("patient", pid)))
             refused.add(pid)
-        elif old is None and site_id is None:
+        elif (old is None or hidden) and site_id is None:  # another site's patient: the answer for a new one
             errors.append(Problem(row["source"] or pid, "site", f"patient {pid} is new: give the site to enrol at (?site=CODE)"))
             refused.add(pid)
     for pid in sorted(referred):
@@ -189,7 +230,8 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
             errors.append(Problem(_first_source(cohort, pid), "patient_id", f"patient {pid} is not enrolled in "
                                   f"trial {trial.code} (and has no patient record in the input)"))
             refused.add(pid)
-    cohort = _without(cohort, refused)
+    cohort, left_out = _without(cohort, refused)
+    errors += left_out
 
     # Records: match by id (on whole columns); an id already used by another patient is refused.
     pk_of = {pid: p.id for pid, p in existing.items()}
@@ -205,7 +247,7 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         matched = joined.filter(pl.col("_pk").is_not_null())
         other = matched.filter(pl.col("_own_pk").ne_missing(pl.col("_patient_pk")))
         for source, rid in other.select("source", key).iter_rows():
-            errors.append(Problem(source or rid, key, f"{rid} is already recorded for another patient"))
+            errors.append(Problem(source or rid, key, taken_id(KINDS[table], rid)))
         matched = matched.filter(pl.col("_own_pk").eq_missing(pl.col("_patient_pk")))
         differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}__old")) for c in fields])
         changed = []
@@ -215,7 +257,7 @@ def import_cohort(session: Session, trial: Trial, read: ReadResult, viewer: View
         plans[table] = {"new": joined.filter(pl.col("_pk").is_null()).select(df.columns), "changed": changed,
                         "same": matched.height - len(changed)}
 
-    if errors and not skip_invalid:
+    if errors and (not skip_invalid or unreadable(errors)):  # a whole file unread: its rows unnamed
         raise InputError(errors)
     report.rejected = errors
     n_changed = sum(len(p["changed"]) for p in plans.values())

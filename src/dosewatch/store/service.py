@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..errors import InputError, Problem
+from ..io import ReadResult
 from .admin import trial_by_code  # noqa: F401  (part of this module's interface)
 from .assess import recompute, trial_protocol
 from .audit import Change, append, now
+from .db import work_dir
 from .models import Alert, AuditEntry, CohortDecision, DoseAction, Patient, Site, Trial
 from .records import ImportReport, import_cohort, load_cohort
 from .scope import Conflict, NotFound, Refused, Viewer, require, scoped, scoped_to_user
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 MAX_ZIP_MEMBERS = 50
 MAX_UNZIPPED = 500 * 1024 * 1024
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 # ------------------------------------------------------------------------------------------ imports
@@ -45,14 +49,13 @@ def _import_site(session: Session, viewer: Viewer, site: str | None) -> int | No
     return row.id
 
 
-def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes, *, as_of: dt.date,
-                   site: str | None = None, skip_invalid: bool = False, reason: str | None = None,
-                   name: str | None = None) -> ImportReport:
-    """Import a FHIR Bundle (``kind="fhir"``, JSON bytes) or a zip of SDTM datasets (``"sdtm"``),
-    then reassess the patients whose data changed, in the caller's write transaction."""
+def read_upload(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes,
+                name: str | None = None) -> ReadResult:
+    """Read an upload (a FHIR Bundle, ``kind="fhir"``; a zip of SDTM datasets, ``"sdtm"``) with
+    every problem collected. Needs only a reading session (the trial's enrolled patients the viewer
+    may see): run it before taking the write lock, which then is held for the writing only."""
     require(viewer, "import")
-    site_id = _import_site(session, viewer, site)
-    with tempfile.TemporaryDirectory(prefix="dosewatch-import-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dosewatch-import-", dir=work_dir()) as tmp:
         if kind == "fhir":
             from ..io.fhir import read_fhir
 
@@ -61,13 +64,27 @@ def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, da
             # Records of patients enrolled before need no Patient resource (only those the user may see).
             enrolled = set(session.scalars(scoped(select(Patient.patient_id).where(
                 Patient.trial_id == trial.id, Patient.deleted.is_(False)), Patient, viewer)))
-            read = read_fhir(path, collect=True, known_patients=enrolled)
-        elif kind == "sdtm":
+            return read_fhir(path, collect=True, known_patients=enrolled)
+        if kind == "sdtm":
             from ..io.sdtm import read_sdtm
 
-            read = read_sdtm(_unzip(data, Path(tmp), name or "upload.zip"), collect=True)
-        else:
-            raise Refused(f"unknown import kind {kind!r}")
+            return read_sdtm(_unzip(data, Path(tmp), _safe_name(name, "upload.zip")), collect=True)
+    raise Refused(f"unknown import kind {kind!r}")
+
+
+def import_records(session: Session, trial: Trial, viewer: Viewer, kind: str, data: bytes | None, *, as_of: dt.date,
+                   site: str | None = None, skip_invalid: bool = False, reason: str | None = None,
+                   name: str | None = None, read: ReadResult | None = None) -> ImportReport:
+    """Import a FHIR Bundle (``kind="fhir"``, JSON bytes) or a zip of SDTM datasets (``"sdtm"``),
+    then reassess the patients whose data changed, in the caller's write transaction. ``read``: the
+    upload already read by ``read_upload`` (outside the write lock); else it is read here.
+
+    A patient enrolled between the read and this write is safe: the read only refuses more (a
+    reference to a patient it did not know), and every patient is checked again here."""
+    require(viewer, "import")
+    site_id = _import_site(session, viewer, site)
+    if read is None:
+        read = read_upload(session, trial, viewer, kind, data or b"", name)
     report = import_cohort(session, trial, read, viewer, site_id=site_id, skip_invalid=skip_invalid, reason=reason)
     recompute(session, trial, report.changed_pks, as_of, known=report.new_patients)
     return report
@@ -83,7 +100,7 @@ def _unzip(data: bytes, folder: Path, name: str) -> Path:
     zip bombs and anything that is not a dataset."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
         raise InputError([Problem(name, "(file)", "not a zip file")]) from None
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > MAX_ZIP_MEMBERS:
@@ -96,10 +113,20 @@ def _unzip(data: bytes, folder: Path, name: str) -> Path:
         base = Path(m.filename).name
         if Path(base).suffix.lower() not in (".csv", ".xpt") or base.startswith("."):
             continue
+        where = f"{name} {m.filename}"
         if (out / base).exists():
-            raise InputError([Problem(f"{name} {m.filename}", "(file)", f"two files named {base}")])
-        with archive.open(m) as src:
-            (out / base).write_bytes(src.read(MAX_UNZIPPED + 1))
+            raise InputError([Problem(where, "(file)", f"two files named {base}")])
+        if m.flag_bits & 0x1:
+            raise InputError([Problem(where, "(file)", "encrypted in the zip: send it unencrypted")])
+        if m.compress_type not in _ZIP_METHODS:
+            raise InputError([Problem(where, "(file)", f"compressed with method {m.compress_type}, which cannot be "
+                                      "read (use deflate, bzip2, lzma or none)")])
+        try:
+            with archive.open(m) as src:
+                (out / base).write_bytes(src.read(MAX_UNZIPPED + 1))
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError):
+            # a damaged member (bad CRC, truncated or garbled data): nothing of the zip is read
+            raise InputError([Problem(where, "(file)", "damaged in the zip: cannot be unpacked")]) from None
     return out
 
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,10 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from markupsafe import Markup
 from sqlalchemy import select
 
-from ..errors import InputError
 from ..escalation.crm import parse_skeleton
 from ..store import service
-from ..store.admin import authenticate, viewer_of
+from ..store import logins
+from ..store.admin import viewer_of
 from ..store.models import User
 from ..store.scope import CAPABILITIES, Conflict, Forbidden, NotFound, Refused, Viewer, require
 from ..store.signatures import SignatureRequest, sign_cohort_decision, sign_dose_action
@@ -52,7 +49,6 @@ MESSAGES = {"ack": "Alert acknowledged; the audit trail has the entry.", "decide
             "signed": "Signed: the signature and the record's hash are in the audit trail.",
             "imported": "Import committed.", "cohort": "Cohort decision saved to the audit trail.",
             "notify": "Notification settings saved (and audited).", "units": "Units saved."}
-UPLOAD_TTL = 3600  # seconds an uploaded file waits for its commit
 
 
 class WebError(Exception):
@@ -74,8 +70,10 @@ def mount(app: FastAPI) -> None:
     app.state.web_mounted = True
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
+    from .imports import router as imports_router
     from .notifications import router as notifications_router
 
+    app.include_router(imports_router)
     app.include_router(notifications_router)
 
     @app.exception_handler(WebError)
@@ -240,8 +238,12 @@ async def login(request: Request) -> Response:
     if not web_session.same_token(request.cookies.get(web_session.LOGIN_COOKIE), text(form, "csrf", 200)):
         raise WebError(403, "the login form expired: reload the page and try again")
     name, password = text(form, "username", 64) or "", form.get("password") or ""
-    with store_of(request).reading() as session:
-        user = authenticate(session, name, password if isinstance(password, str) else "")
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = await run_in_threadpool(logins.login, store_of(request), request.app.state.login_throttle, name,
+                                       password if isinstance(password, str) else "", client)
+    except logins.LockedOut as exc:
+        raise WebError(429, str(exc)) from None
     if user is None:
         token = web_session.new_token()
         response = render(request, "login.html", {"next": next_url, "login_csrf": token,
@@ -539,115 +541,6 @@ async def cohort_sign(request: Request, trial: str, decision_id: int) -> Respons
         sign_cohort_decision(session, service.trial_by_code(session, trial), viewer, decision_id, signature)
     back = safe_next(text(form, "next", 500), f"/trials/{quote(trial)}/cohort")
     return RedirectResponse(_with_msg(back, "signed") + f"#decision-{decision_id}", status_code=303)
-
-
-# ------------------------------------------------------------------------------------------ import
-
-@router.get("/trials/{trial}/import", response_class=HTMLResponse)
-def import_form(request: Request, trial: str) -> Response:
-    viewer = logged_in(request)
-    with store_of(request).reading() as session:
-        trial_or_404(session, trial)
-        sites = queries.visible_sites(session, viewer)
-    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": None})
-
-
-def _upload_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / "dosewatch-web-uploads"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    now = time.time()
-    for old in folder.iterdir():  # uploads never committed
-        if now - old.stat().st_mtime > UPLOAD_TTL:
-            old.unlink(missing_ok=True)
-    return folder
-
-
-@router.post("/trials/{trial}/import", response_class=HTMLResponse)
-async def import_preview(request: Request, trial: str) -> Response:
-    """Read the upload and run the import in a transaction that is rolled back: the validation
-    report, with nothing saved. The file waits (an hour at most) for the commit."""
-    viewer = logged_in(request)
-    limit = request.app.state.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise WebError(413, f"the upload is larger than {limit // (1024 * 1024)} MB")
-    form = await request.form(max_files=1, max_fields=10)
-    if not web_session.same_token(request.state.web[1].csrf, form.get("csrf")):
-        raise WebError(403, "the form's security token did not match: reload the page and try again")
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        raise WebError(400, "choose a file: a FHIR Bundle (.json) or a zip of SDTM datasets (.zip)")
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise WebError(413, f"the upload is larger than {limit // (1024 * 1024)} MB")
-    kind = "sdtm" if upload.filename.lower().endswith(".zip") else "fhir"
-    site = text(form, "site", 64)
-    store = store_of(request)
-    report, problems = _dry_run(store, trial, viewer, kind, data, site, upload.filename)
-    token = web_session.new_token()
-    folder = _upload_dir()
-    (folder / f"{token}.bin").write_bytes(data)
-    (folder / f"{token}.json").write_text(json.dumps({"user": viewer.name, "trial": trial, "kind": kind,
-                                                      "site": site, "name": upload.filename}))
-    with store.reading() as session:
-        sites = queries.visible_sites(session, viewer)
-    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": report,
-                                           "problems": problems, "token": token, "name": upload.filename,
-                                           "kind": kind, "site": site})
-
-
-class _Rollback(Exception):
-    pass
-
-
-def _dry_run(store, trial: str, viewer: Viewer, kind: str, data: bytes, site: str | None, name: str):
-    """(report, problems): the import as it would be, then rolled back (audit entries too)."""
-    report = None
-    try:
-        with store.writing() as session, translated():
-            t = service.trial_by_code(session, trial)
-            report = service.import_records(session, t, viewer, kind, data, as_of=store.today(), site=site,
-                                            skip_invalid=True, reason="(preview)", name=name).as_dict()
-            raise _Rollback
-    except _Rollback:
-        return report, []
-    except InputError as exc:
-        return None, [p.as_dict() for p in exc.problems[:1000]]
-
-
-@router.post("/trials/{trial}/import/commit", response_class=HTMLResponse)
-async def import_commit(request: Request, trial: str) -> Response:
-    viewer, form = await posted(request)
-    token = text(form, "token", 100) or ""
-    folder = _upload_dir()
-    meta_path, data_path = folder / f"{token}.json", folder / f"{token}.bin"
-    if not token.replace("-", "").replace("_", "").isalnum() or not meta_path.exists():
-        raise WebError(410, "this upload is no longer waiting (committed already, or older than an hour): upload again")
-    meta = json.loads(meta_path.read_text())
-    if meta["user"] != viewer.name or meta["trial"] != trial:
-        raise WebError(404, "no such upload")
-    store = store_of(request)
-    problems: list[dict] = []
-    report = None
-    try:
-        with store.writing() as session, translated():
-            t = service.trial_by_code(session, trial)
-            report = service.import_records(session, t, viewer, meta["kind"], data_path.read_bytes(),
-                                            as_of=store.today(), site=meta["site"],
-                                            skip_invalid=form.get("skip_invalid") == "yes",
-                                            reason=text(form, "reason"), name=meta["name"]).as_dict()
-    except InputError as exc:
-        problems = [p.as_dict() for p in exc.problems[:1000]]
-    if report is not None:
-        meta_path.unlink(missing_ok=True)
-        data_path.unlink(missing_ok=True)
-    with store.reading() as session:
-        sites = queries.visible_sites(session, viewer)
-    return render(request, "import.html", {**nav(trial, "import"), "sites": sites, "report": report,
-                                           "problems": problems, "committed": report is not None,
-                                           "token": None if report else token, "name": meta["name"],
-                                           "kind": meta["kind"], "site": meta["site"]},
-                  status=200 if report is not None else 422)
 
 
 # ------------------------------------------------------------------------------------------ audit

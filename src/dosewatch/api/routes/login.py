@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from ...store.admin import authenticate
+from ...store import logins
 from ..deps import CurrentViewer, StoreDep
 from ..schemas import Health, Me, Token
 from ..security import create_token
@@ -23,10 +23,15 @@ def health(store: StoreDep) -> Health:
     return Health(status="ok", database=store.engine.dialect.name)
 
 
-@router.post("/token")
+@router.post("/token", responses={401: {"description": "wrong user name or password"}, 429: {
+    "description": "locked out after too many wrong passwords (Retry-After: seconds)"}})
 def login(request: Request, store: StoreDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
-    with store.reading() as session:
-        user = authenticate(session, form.username, form.password)
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = logins.login(store, request.app.state.login_throttle, form.username, form.password, client)
+    except logins.LockedOut as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(exc.retry_after)}) from None
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -85,9 +85,13 @@ def list_trials(viewer: CurrentViewer, store: StoreDep) -> list[TrialOut]:
 
 
 def _import(store, viewer, trial: str, kind: str, body: bytes, site, skip_invalid, reason) -> dict[str, Any]:
+    # Read and validate first, with no lock held (a 7 MB upload reads for seconds); then write.
+    with store.reading() as session:
+        read = service.read_upload(session, service.trial_by_code(session, trial), viewer, kind, body)
     with store.writing() as session:
-        report = service.import_records(session, service.trial_by_code(session, trial), viewer, kind, body,
-                                        as_of=store.today(), site=site, skip_invalid=skip_invalid, reason=reason)
+        report = service.import_records(session, service.trial_by_code(session, trial), viewer, kind, None,
+                                        as_of=store.today(), site=site, skip_invalid=skip_invalid, reason=reason,
+                                        read=read)
     return report.as_dict()
 
 
