@@ -283,3 +283,30 @@ def test_validate_and_check_on_mutated_bundles_exit_with_a_message_never_a_trace
         out = CliRunner().invoke(app, command)
         assert out.exception is None or isinstance(out.exception, SystemExit), (command, repr(out.exception))
         assert "Traceback" not in out.output
+
+
+_TEXTS = st.text(alphabet='ab"\\[]{}1eE.-+ \n', max_size=30)
+_NUMBERS = st.sampled_from([b"1", b"-2.5", b"1e400", b"2.5E-0251", b"1e250", b"3" * 41, b"7" * 40, b"0.1e+999"])
+
+
+@st.composite
+def _json_like(draw, depth=0):
+    """JSON texts with strings full of quotes, backslashes and brackets, numbers at and beyond the
+    bounds, and nesting around the depth bound."""
+    kind = draw(st.integers(0, 3 if depth < 3 else 1))
+    if kind == 0:
+        return draw(_NUMBERS)
+    if kind == 1:
+        return json.dumps(draw(_TEXTS)).encode()
+    if kind == 2:
+        return b"[" + b",".join(draw(st.lists(_json_like(depth + 1), max_size=4))) + b"]"
+    nest = draw(st.sampled_from([1, 2, MAX_DEPTH - 2, MAX_DEPTH + 3]))
+    return b"[" * nest + draw(_json_like(depth + 1)) + b"]" * nest
+
+
+@given(_json_like())
+@settings(max_examples=300, deadline=None)
+def test_json_bounds_on_large_texts_find_what_they_find_on_small_ones(text):
+    """The large-text path (one numpy pass over the bytes outside strings) and the small-text path
+    (regular expressions) name the same excess, at the same line and column."""
+    assert json_excess(text) == json_excess(text + b" " * 5000)
