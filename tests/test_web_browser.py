@@ -153,6 +153,22 @@ def test_other_sites_nurse_finds_none_of_osu_patients(server, browser, shots):
     page.context.close()
 
 
+def test_today_shows_the_dose_actually_given_and_flags_doses_not_recorded(server, browser, shots):
+    page = log_in(browser, server, "investigator")
+    row = lambda pid: page.locator("table.today tbody tr").filter(  # noqa: E731
+        has=page.get_by_role("link", name=pid, exact=True)).inner_text()
+    seed3 = row("seed-3")  # 5 mg daily since day 57: the reduction stands
+    assert "lenalidomide: 5 mg (on)" in seed3 and "10 mg" not in seed3
+    seed1 = row("seed-1")  # died on day 10: the study day stops there
+    assert "dead" in seed1 and "\t10" in seed1 and "none (dead)" in seed1
+    page.context.close()
+    page = log_in(browser, server, "nurse-north")
+    assert "warning" in row("north-1").lower()
+    page.goto(server + "/trials/demo/alerts?patient=north-1")
+    assert "lenalidomide planned on days 15 and 16 but not recorded" in page.locator("main").inner_text()
+    page.context.close()
+
+
 def test_investigator_overrides_a_dose_action_with_a_reason(server, browser, shots):
     page = log_in(browser, server, "investigator")
     page.goto(server + "/trials/demo/patients/seed-2")

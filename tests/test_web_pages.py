@@ -184,7 +184,7 @@ def test_today_lists_my_patients_with_state_and_open_alerts(app):
         assert f"/patients/{pid}\">{pid}</a>" in html
     assert "north-1" not in html
     assert "state-dead" in html and "state-held" in html
-    assert re.search(r"<strong>Give lenalidomide \d+(\.\d+)? mg</strong>", html)  # seed-3 on drug today
+    assert "<strong>Give lenalidomide 5 mg</strong>" in html and "lenalidomide 10 mg" not in html  # seed-3: 5 mg since day 57
     assert 'sev sev-critical' in html  # open critical alerts counted
 
 

@@ -13,8 +13,9 @@ import polars as pl
 
 from ..analytes import catalog
 from ..protocols.model import Protocol
-from ..record import study_day, study_day_expr
-from .plans import Plans
+from ..protocols.schedule import DoseChange
+from ..record import study_day
+from .plans import Plans, level_for_dose
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,12 @@ class Finding:
 
 
 def adherence_findings(protocol: Protocol, as_of: dt.date, doses: pl.DataFrame, obs: pl.DataFrame, given: pl.DataFrame,
-               started: dict[str, dt.date], stop: dict[str, dt.date | None], changed: set[str], plans: Plans
-               ) -> dict[str, list[Finding]]:
-    """Prophylaxis, study-drug and assessment adherence up to ``as_of`` for every started patient, on
-    whole columns. ``stop`` (death, or the day the drug was discontinued) ends what is required.
-    Patients in ``changed`` have their study-drug doses checked against their own plan elsewhere."""
+                       started: dict[str, dt.date], stop: dict[str, dt.date | None],
+                       own: dict[str, dict[int, tuple[str, float, int]]], plans: Plans) -> dict[str, list[Finding]]:
+    """Prophylaxis, study-drug records and assessment adherence up to ``as_of`` for every started
+    patient, on whole columns. ``stop`` (death, or the day the drug was discontinued) ends what is
+    required; ``own`` holds the plans of the patients whose plan is not the protocol's unchanged one
+    (their doses are checked against it by ``dose_findings``)."""
     if not started:
         return {}
     patients = pl.DataFrame(
@@ -54,7 +56,7 @@ def adherence_findings(protocol: Protocol, as_of: dt.date, doses: pl.DataFrame, 
     ).join(given.group_by("patient_id").agg(pl.col("date").max().alias("last")), on="patient_id", how="left")
     parts = [
         _prophylaxis_findings(protocol, as_of, doses, patients, plans, given),
-        _dose_above_plan(protocol, given.filter(~pl.col("patient_id").is_in(list(changed))), patients, plans),
+        _study_drug_not_recorded(protocol, as_of, doses, patients, plans, own),
         _labs_missing(protocol, as_of, obs, patients, plans),
     ]
     rows = pl.concat([p for p in parts if p.height], how="vertical") if any(p.height for p in parts) else None
@@ -126,27 +128,46 @@ def _prophylaxis_findings(protocol: Protocol, as_of: dt.date, doses: pl.DataFram
     return pl.concat(frames) if frames else pl.DataFrame(schema=FINDINGS_SCHEMA)
 
 
-def _dose_above_plan(protocol: Protocol, given: pl.DataFrame, patients: pl.DataFrame, plans: Plans) -> pl.DataFrame:
-    """Study-drug doses above the unchanged plan (a plan without holds never holds a dose)."""
-    hits = (
-        given.with_columns(pl.int_range(pl.len()).over("patient_id").alias("tie"))
-        .join(patients.select("patient_id", "day1"), on="patient_id", how="inner")
-        .with_columns(study_day_expr("date", "day1").alias("study_day"))
-        .join(plans.base.select("study_day", "state", pl.col("dose").alias("planned")), on="study_day", how="inner")
-        .filter(pl.col("state").is_in(["held", "discontinued"])
-                | ((pl.col("planned") != 0) & (pl.col("dose") > pl.col("planned") + 1e-9) & (pl.col("state") != "off-day")))
-    )
-    if not hits.height:
-        return pl.DataFrame(schema=FINDINGS_SCHEMA)
-    rows = []
-    for pid, date, dose, dose_id, day1, tie in hits.select("patient_id", "date", "dose", "dose_id", "day1", "tie").iter_rows():
-        for f in dose_findings(protocol, day1, plans.base_days, [(date, dose, dose_id)]):
-            rows.append((pid, f.date, f.study_day, f.kind, f.message, list(f.refs), tie, f.known_on))
-    return pl.DataFrame(rows, schema=FINDINGS_SCHEMA, orient="row")
+DOSING_STATES = ("on", "ramp-up")  # plan states with a dose of the study drug
+
+
+def follow_given(protocol: Protocol, plans: Plans, day1: dt.date, changes: list[DoseChange],
+                 given: list[tuple[dt.date, float, str]]) -> tuple[list[DoseChange], list[Finding]]:
+    """The plan follows the doses given: a day's dose below the plan (the investigator reduced it) sets
+    the level from that day on, and the protocol's schedule (escalation, days off) goes on from there;
+    a dose below the plan, or on a day the plan has none, is a ``dose-differs-from-plan`` finding. A dose
+    above the plan does not raise it (``dose_findings`` flags it each time). Returns the changes with the
+    levels set by the record, and the findings."""
+    sd = protocol.study_drug
+    changes = list(changes)
+    plan = plans.study_drug(changes)
+    per_day: dict[dt.date, tuple[float, list[str]]] = {}
+    for date, dose, dose_id in given:  # split doses on one day count together
+        total, ids = per_day.get(date, (0.0, []))
+        per_day[date] = (total + dose, [*ids, dose_id])
+    findings = []
+    for date, (dose, ids) in sorted(per_day.items()):
+        day = study_day(date, day1)
+        state, planned, level = plan.get(day, (None, None, None))
+        if state in DOSING_STATES and dose < planned - 1e-9:
+            new_level = level_for_dose(sd, dose)
+            follows = state == "on" and new_level != level
+            findings.append(Finding(date, day, "dose-differs-from-plan",
+                                    f"{sd.drug} {dose:g} {sd.unit} given on day {day}; plan is {planned:g} {sd.unit}"
+                                    + (f": the plan follows the dose given (level {new_level})" if follows else ""),
+                                    tuple(ids)))
+            if follows:
+                changes.append(DoseChange(day, "set-level", level=new_level, rule="record"))
+                plan = plans.study_drug(changes)
+        elif state in ("off-day", "before ramp-up") and dose > 0:
+            findings.append(Finding(date, day, "dose-differs-from-plan",
+                                    f"{sd.drug} {dose:g} {sd.unit} given on day {day}, a day the plan has no dose ({state})",
+                                    tuple(ids)))
+    return changes, findings
 
 
 def dose_findings(protocol: Protocol, day1: dt.date, plan: dict[int, tuple[str, float, int]],
-                   given: list[tuple[dt.date, float, str]]) -> list[Finding]:
+                  given: list[tuple[dt.date, float, str]]) -> list[Finding]:
     """Study drug given on a day the plan holds it, or above the planned dose."""
     sd = protocol.study_drug
     findings = []
@@ -207,3 +228,41 @@ def _labs_missing(protocol: Protocol, as_of: dt.date, obs: pl.DataFrame, patient
         rows.append((pids[i], date, day, "lab-missing", f"required on day {day} but not recorded: {', '.join(missing)}",
                      [], 0, date + dt.timedelta(days=1)))
     return pl.DataFrame(rows, schema=FINDINGS_SCHEMA, orient="row")
+
+
+def _study_drug_not_recorded(protocol: Protocol, as_of: dt.date, doses: pl.DataFrame, patients: pl.DataFrame,
+                             plans: Plans, own: dict[str, dict[int, tuple[str, float, int]]]) -> pl.DataFrame:
+    """Planned study-drug days that have passed (before ``stop``) with no record of the drug, neither
+    given nor not taken: each run of two or more in a row (no record on a planned day between them) is a
+    finding on its second day, known the day after. One day alone is not (a record may come late);
+    a patient whose records stop gets one finding, not one a day."""
+    sd = protocol.study_drug
+    planned_base = plans.base.filter(pl.col("state").is_in(DOSING_STATES) & (pl.col("dose") > 0)).select("study_day")
+    rows = [(pid, day) for pid, plan in own.items() for day, (state, dose, _) in plan.items()
+            if state in DOSING_STATES and dose > 0]
+    planned = pl.concat([
+        patients.filter(~pl.col("patient_id").is_in(list(own))).select("patient_id").join(planned_base, how="cross"),
+        pl.DataFrame(rows, schema={"patient_id": pl.String, "study_day": pl.Int32}, orient="row"),
+    ])
+    recorded = doses.filter(pl.col("drug") == sd.drug).select("patient_id", "date").unique().with_columns(
+        pl.lit(True).alias("recorded"))
+    days = (
+        planned.join(patients.select("patient_id", "day1", "stop"), on="patient_id", how="inner")
+        .with_columns((pl.col("day1") + pl.duration(days=pl.col("study_day") - 1)).alias("date"))
+        .filter((pl.col("date") < as_of) & (pl.col("stop").is_null() | (pl.col("date") < pl.col("stop"))))
+        .join(recorded, on=["patient_id", "date"], how="left")
+        .with_columns(pl.col("recorded").fill_null(False))
+        .sort("patient_id", "study_day")
+        .with_columns(pl.col("recorded").cast(pl.Int32).cum_sum().over("patient_id").alias("run"))
+        .filter(~pl.col("recorded"))
+        .with_columns(pl.col("study_day").cum_count().over("patient_id", "run").alias("nth"),
+                      pl.col("study_day").first().over("patient_id", "run").alias("first"))
+        .filter(pl.col("nth") == 2)
+    )
+    return days.select(
+        "patient_id", "date", "study_day", pl.lit("study-drug-not-recorded").alias("kind"),
+        pl.format(f"{sd.drug} planned on days {{}} and {{}} but not recorded (neither given nor not taken)",
+                  "first", "study_day").alias("message"),
+        pl.lit([], pl.List(pl.String)).alias("refs"), pl.lit(0, pl.Int64).alias("tie"),
+        (pl.col("date") + pl.duration(days=1)).alias("known"),
+    ).cast(FINDINGS_SCHEMA)

@@ -21,10 +21,10 @@ from ..events import Event, Evidence
 from ..protocols.model import DoseRule, Protocol, Trigger
 from ..protocols.schedule import DoseChange, cycle_of, date_of
 from ..record import Cohort, study_day
-from .adherence import Finding, adherence_findings, dose_findings
+from .adherence import Finding, adherence_findings, dose_findings, follow_given
 from .clinical import SEVERITY_ORDER, floor_severity, reported_alert_text, rule_grade, worst
 from .history import followup, known_on, with_history
-from .plans import Plans
+from .plans import Plans, level_for_dose
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,10 @@ class Assessment:
     adherence: list[Finding] = field(default_factory=list)
     dlt: dict[str, Any] = field(default_factory=dict)
     today: dict[str, Any] = field(default_factory=dict)
+    stopped_on: dt.date | None = None  # death, or the day the drug was discontinued (off study)
 
     def as_dict(self) -> dict[str, Any]:
-        sd = study_day(self.as_of, self.day1) if self.day1 else None
+        sd = study_day(self.stopped_on or self.as_of, self.day1) if self.day1 else None
         return {
             "patient_id": self.patient_id,
             "protocol": self.protocol,
@@ -164,34 +165,45 @@ def evaluate(record: Cohort, protocol: Protocol, as_of: dt.date | None = None) -
         .select("patient_id", "time", "date", "dose", "dose_id")
         .sort("patient_id", "time", maintain_order=True)
     )
-    # Dose rules: only patients with an event that a rule covers can have actions (and a plan of their own).
+    # Dose rules: only patients with an event that a rule covers can have actions; they, and the patients
+    # whose doses differ from the unchanged plan, get a plan of their own (holds, resumes, the doses given).
     rules_for = _rule_matcher(protocol)
     ruled = {r.patient_id for r in results if r.day1 is not None and any(rules_for(e) for e in r.events)}
+    plans = Plans(protocol, as_of, started)
+    own = ruled | plans.differing(given, started)
     given_by: dict[str, list[tuple[dt.date, float, str]]] = {}
-    for pid, date, dose, dose_id in given.filter(pl.col("patient_id").is_in(list(ruled))).select(
+    for pid, date, dose, dose_id in given.filter(pl.col("patient_id").is_in(list(own))).select(
             "patient_id", "date", "dose", "dose_id").iter_rows():
         given_by.setdefault(pid, []).append((date, dose, dose_id))
-    actions: dict[str, tuple[list[DoseAction], list[DoseChange]]] = {}
+    actions: dict[str, list[DoseAction]] = {}
+    own_plan: dict[str, dict[int, tuple[str, float, int]]] = {}
+    dose_checks: dict[str, list[Finding]] = {}
     for r in results:
+        if r.patient_id not in own:
+            continue
+        changes: list[DoseChange] = []
         if r.patient_id in ruled:
-            actions[r.patient_id] = _dose_actions(protocol, r.day1, r.events, given_by.get(r.patient_id, []), rules_for)
+            actions[r.patient_id], changes = _dose_actions(protocol, r.day1, r.events, given_by.get(r.patient_id, []),
+                                                           rules_for)
+        changes, differs = follow_given(protocol, plans, r.day1, changes, given_by.get(r.patient_id, []))
+        own_plan[r.patient_id] = plan = plans.study_drug(changes)
+        dose_checks[r.patient_id] = dose_findings(protocol, r.day1, plan, given_by.get(r.patient_id, [])) + differs
+    # Death, or going off study (the day the drug was discontinued), ends what is required and counted.
     stop = {
-        pid: deceased.get(pid) or min((a.date for a in actions.get(pid, ([], []))[0] if a.action == "discontinue"), default=None)
+        pid: deceased.get(pid) or min((a.date for a in actions.get(pid, []) if a.action == "discontinue"), default=None)
         for pid in started
     }
-    plans = Plans(protocol, as_of, started)
     findings = adherence_findings(protocol, as_of, cohort.doses, cohort.observations, given, started, stop,
-                          {pid for pid, (_, changes) in actions.items() if changes}, plans)
+                                  own_plan, plans)
     out = []
     for r in results:
-        acts, changes = actions.get(r.patient_id, ([], []))
-        plan = plans.study_drug(changes)
         adherence = findings.get(r.patient_id, [])
-        if changes:
-            extra = dose_findings(protocol, r.day1, plan, given_by.get(r.patient_id, []))
-            adherence = sorted(adherence + extra, key=lambda f: (f.date, f.kind))
+        if r.patient_id in dose_checks:
+            adherence = sorted(adherence + dose_checks[r.patient_id], key=lambda f: (f.date, f.kind))
         out.append(_assess_patient(protocol, as_of, r.patient_id, r.day1, r.events, deceased.get(r.patient_id),
-                                   acts, plan, adherence, plans, rules_for, latest_of.get(r.patient_id, [])))
+                                   stop.get(r.patient_id), actions.get(r.patient_id, []),
+                                   own_plan.get(r.patient_id, plans.base_days), adherence, plans, rules_for,
+                                   latest_of.get(r.patient_id, [])))
     return out
 
 
@@ -214,7 +226,8 @@ def _rule_matcher(protocol: Protocol) -> Callable[[Event], list[DoseRule]]:
 
 
 def _assess_patient(protocol: Protocol, as_of: dt.date, pid: str, day1: dt.date | None, events: list[Event],
-                    deceased: dt.date | None, actions: list[DoseAction], plan: dict[int, tuple[str, float, int]],
+                    deceased: dt.date | None, stop: dt.date | None, actions: list[DoseAction],
+                    plan: dict[int, tuple[str, float, int]],
                     adherence: list[Finding], plans: Plans, rules_for: Callable[[Event], list[DoseRule]],
                     latest: list[Event]) -> Assessment:
     sd = protocol.study_drug
@@ -223,7 +236,9 @@ def _assess_patient(protocol: Protocol, as_of: dt.date, pid: str, day1: dt.date 
         if deceased:
             assessment.state = "dead"
         return assessment
-    n_days = max(study_day(as_of, day1), 1)
+    # The study day stops counting on the day of death or of going off study.
+    assessment.stopped_on = stop if stop is not None and stop <= as_of else None
+    n_days = max(study_day(assessment.stopped_on or as_of, day1), 1)
     assessment.dose_actions = actions
     assessment.alerts = _alerts(protocol, day1, events, rules_for, latest)
     assessment.adherence = adherence
@@ -237,6 +252,9 @@ def _assess_patient(protocol: Protocol, as_of: dt.date, pid: str, day1: dt.date 
     assessment.level = today[2] if today else sd.start_level
     assessment.state = _state(today, actions, deceased, as_of)
     assessment.today = _today(protocol, today, plans, n_days)
+    if assessment.stopped_on:  # nothing is planned or due once the patient died or went off study
+        assessment.today.update(study_drug={**assessment.today["study_drug"], "dose": None, "state": assessment.state},
+                                prophylaxis=[], assessments_due=[])
     return assessment
 
 
@@ -289,7 +307,7 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
             if resumed:
                 rday, rdose = resumed
                 target = _shift_level(sd, level, rule.resume_level_change)
-                new_level = _level_for_dose(sd, rdose)
+                new_level = level_for_dose(sd, rdose)
                 changes.append(DoseChange(rday, "resume", level=new_level, rule=rule_id))
                 actions.append(DoseAction(date_of(day1, rday), rday, sd.drug, "resume", new_level, rdose, rule_id,
                                           f"resumed at {rdose:g} {sd.unit}; rule allows level {target} "
@@ -317,13 +335,7 @@ def _resumption(given_days: list[tuple[int, float]], hold_day: int) -> tuple[int
 
 def _level_at(sd, given_days: list[tuple[int, float]], day: int, default: int) -> int:
     before = [dose for d, dose in given_days if d <= day]
-    return _level_for_dose(sd, before[-1]) if before else default
-
-
-def _level_for_dose(sd, dose: float) -> int:
-    """The level whose dose is the given one (or the highest level not above it)."""
-    fitting = [lv for lv in sd.levels if lv.dose <= dose + 1e-9]
-    return max(fitting, key=lambda lv: lv.dose).level if fitting else min(sd.level_ids)
+    return level_for_dose(sd, before[-1]) if before else default
 
 
 def _shift_level(sd, level: int, change: int) -> int:
