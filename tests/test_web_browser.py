@@ -158,12 +158,14 @@ def test_today_shows_the_dose_actually_given_and_flags_doses_not_recorded(server
     row = lambda pid: page.locator("table.today tbody tr").filter(  # noqa: E731
         has=page.get_by_role("link", name=pid, exact=True)).inner_text()
     seed3 = row("seed-3")  # 5 mg daily since day 57: the reduction stands
-    assert "lenalidomide: 5 mg (on)" in seed3 and "10 mg" not in seed3
-    seed1 = row("seed-1")  # died on day 10: the study day stops there
-    assert "dead" in seed1 and "\t10" in seed1 and "none (dead)" in seed1
+    assert "Give lenalidomide 5 mg" in seed3 and "Give lenalidomide 10 mg" not in seed3
+    seed1 = page.locator("table.today.ended tbody tr").filter(  # died on day 10: the study day stops there
+        has=page.get_by_role("link", name="seed-1", exact=True)).inner_text()
+    assert "dead" in seed1 and "\t10\t" in seed1
     page.context.close()
     page = log_in(browser, server, "nurse-north")
-    assert "warning" in row("north-1").lower()
+    north = row("north-1")  # no lenalidomide recorded after day 14
+    assert "WARNING lenalidomide planned on days 15 and 16 but not recorded" in north
     page.goto(server + "/trials/demo/alerts?patient=north-1")
     assert "lenalidomide planned on days 15 and 16 but not recorded" in page.locator("main").inner_text()
     page.context.close()
