@@ -70,6 +70,36 @@ def test_assessment_is_the_json_of_dosewatch_check(client, tmp_path):
     assert stored["as_of"] == "2007-07-22" and stored["protocol_version"] == 1
 
 
+def test_stored_assessment_is_dosewatch_check_protocol_as_of_on_the_same_records(client):
+    """What the server stored for each seed patient (assessed on import and daily, as of its today) is
+    byte for byte what `dosewatch check --protocol --as-of` prints for the same Bundle: the airway flare
+    and its discontinuation on day 8, the flare warnings of days 4 and 5, kidney injury on days 6 and 7."""
+    from typer.testing import CliRunner
+
+    from dosewatch.cli import app
+    from dosewatch.demo import seed_bundle_path
+
+    r = CliRunner().invoke(app, ["check", str(seed_bundle_path()), "--protocol", "lenalidomide-cll-25mg-2007",
+                                 "--as-of", "2007-07-22", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    cli = {a["patient_id"]: a for a in json.loads(r.stdout)}
+    monitor = login(client, "monitor")
+    for pid in sorted(SEED):
+        stored = client.get(f"/api/trials/demo/patients/{pid}/assessment", headers=monitor).json()
+        assert stored == cli[pid], pid
+    seed1 = cli["seed-1"]
+    assert [(a["study_day"], a["action"]) for a in seed1["dose_actions"]] == [(4, "hold"), (8, "discontinue")]
+    days = {(a["study_day"], a["rule"].split(":")[-1], a["severity"]) for a in seed1["alerts"]}
+    assert {(4, "flare-mild", "warning"), (5, "flare-mild", "warning"), (8, "airway", "critical"),
+            (6, "renal", "urgent"), (7, "renal", "urgent")} <= days
+    for alert in (a for p in cli.values() for a in p["alerts"]):  # evidence known on the alert's day, the rest later
+        assert all(e["date"] <= alert["known_on"] for e in alert["evidence"]), alert
+        assert all(e["date"] > alert["known_on"] for e in alert["followup"]), alert
+    tls = next(a for a in seed1["alerts"] if a["rule"].endswith(":tls") and a["study_day"] == 4)
+    assert "2007-03-09" not in {e["date"] for e in tls["evidence"]}
+    assert "2007-03-09" in {e["date"] for e in tls["followup"]}  # the day-5 potassium
+
+
 # -- site scoping -----------------------------------------------------------------------------------
 
 def test_a_nurse_of_one_site_never_sees_the_other_sites_patients(client):

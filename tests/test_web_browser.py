@@ -153,6 +153,24 @@ def test_other_sites_nurse_finds_none_of_osu_patients(server, browser, shots):
     page.context.close()
 
 
+def test_today_shows_the_dose_actually_given_and_flags_doses_not_recorded(server, browser, shots):
+    page = log_in(browser, server, "investigator")
+    row = lambda pid: page.locator("table.today tbody tr").filter(  # noqa: E731
+        has=page.get_by_role("link", name=pid, exact=True)).inner_text()
+    seed3 = row("seed-3")  # 5 mg daily since day 57: the reduction stands
+    assert "Give lenalidomide 5 mg" in seed3 and "Give lenalidomide 10 mg" not in seed3
+    seed1 = page.locator("table.today.ended tbody tr").filter(  # died on day 10: the study day stops there
+        has=page.get_by_role("link", name="seed-1", exact=True)).inner_text()
+    assert "dead" in seed1 and "\t10\t" in seed1
+    page.context.close()
+    page = log_in(browser, server, "nurse-north")
+    north = row("north-1")  # no lenalidomide recorded after day 14
+    assert "WARNING lenalidomide planned on days 15 and 16 but not recorded" in north
+    page.goto(server + "/trials/demo/alerts?patient=north-1")
+    assert "lenalidomide planned on days 15 and 16 but not recorded" in page.locator("main").inner_text()
+    page.context.close()
+
+
 def test_investigator_overrides_a_dose_action_with_a_reason(server, browser, shots):
     page = log_in(browser, server, "investigator")
     page.goto(server + "/trials/demo/patients/seed-2")
