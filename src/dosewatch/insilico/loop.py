@@ -235,7 +235,7 @@ def run(arm: Arm, pop: Population, v: Values, seed: int, follow: int | None = No
                     continue  # from before the last resume: already dealt with
                 if act.action in ("hold", "hold-next-dose") and not held[i]:
                     held[i], hold_day[i] = True, day
-                    hold_term[i] = act.reason.split(" grade ")[0]
+                    hold_term[i] = act.reason.split(" grade ")[0].split(" (")[0]  # the event's term
                     rule = rules.get(act.rule)
                     hold_change[i] = rule.resume_level_change if rule else 0
                     holds[i] += 1

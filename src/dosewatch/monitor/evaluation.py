@@ -295,7 +295,8 @@ def _dose_actions(protocol: Protocol, day1: dt.date, events: list[Event], given:
             continue
         # The resume after a previous hold: the first dose given after it.
         level = _level_at(sd, given_days, day, level)
-        reason = f"{event.term} grade {_grade_read(event)} ({event.criteria}) on day {day}"
+        graded = _grade_read(event)
+        reason = f"{event.term}{f' grade {graded}' if graded else ''} ({event.criteria}) on day {day}"
         rule_id = f"{protocol.id}:{rule.id}"
         actions.append(DoseAction(when, day, sd.drug, rule.action, level, sd.dose_at(level), rule_id, reason))
         if rule.action in ("hold", "hold-next-dose"):
@@ -386,7 +387,7 @@ def _severity(rule: DoseRule, event: Event) -> str:
 def _grade_read(event: Event) -> str:
     grade = rule_grade(event)
     if grade is None:
-        return "-"
+        return ""  # a syndrome without grades (laboratory TLS): the reason names it alone
     return f"{grade} (none reported)" if event.grade is None else str(grade)
 
 
