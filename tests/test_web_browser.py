@@ -342,3 +342,50 @@ def test_the_keyboard_reaches_the_content_and_the_patient_page_prints_the_record
     assert page.locator("main h1").is_visible() and page.locator("main table").first.is_visible()
     page.screenshot(path=str(shots / "patient-print.png"), full_page=True)
     page.close()
+
+
+def test_today_worklist_order_and_the_ended_section(server, browser, shots):
+    page = log_in(browser, server, "nurse", width=768)
+    active = page.locator("table.today:not(.ended) tbody th[scope=row] a").all_inner_texts()
+    ended = page.locator("table.today.ended tbody th[scope=row] a").all_inner_texts()
+    assert set(ended) == {"seed-1", "seed-4"} and not set(active) & set(ended)  # dead, off study: at the end
+    first = page.locator("table.today:not(.ended) tbody tr").first
+    assert first.locator(".sev-critical").count() >= 1  # the patient with a critical open alert comes first
+    assert first.get_by_text(re.compile(r"^(Give|Do not give) lenalidomide")).count() == 1  # what to do with the dose
+    page.screenshot(path=shots / "today-worklist-tablet.png", full_page=True)
+    page.context.close()
+
+
+def test_a_nurse_chooses_si_units_and_reads_the_patient_page_in_them(server, browser, shots):
+    page = log_in(browser, server, "nurse")
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Settings").click()
+    page.get_by_label("Show lab values").select_option("si")
+    page.get_by_role("form", name="Units").get_by_role("button", name="Save").click()
+    page.get_by_text("Units saved.").wait_for()
+    page.goto(server + "/trials/demo/patients/seed-1")
+    assert page.get_by_text(re.compile("^Values in SI units")).count() == 1
+    creatinine = page.locator("svg.timeline text.tl-small", has_text="µmol/L")
+    assert creatinine.count() >= 1
+    page.locator("svg.timeline").screenshot(path=shots / "timeline-si.png")
+    page.goto(server + "/trials/demo/settings")  # back to as reported, for the other tests
+    page.get_by_label("Show lab values").select_option("reported")
+    page.get_by_role("form", name="Units").get_by_role("button", name="Save").click()
+    page.get_by_text("Units saved.").wait_for()
+    page.context.close()
+
+
+def test_accepting_twice_on_the_board_records_one_decision(server, browser):
+    page = log_in(browser, server, "statistician")
+    board = server + "/trials/demo/cohort?design=tite-crm&target=0.3"
+    for attempt in range(2):
+        page.goto(board)
+        form = page.locator("form.decision")
+        form.get_by_role("radio", name=re.compile("^Accept the recommendation")).check()
+        form.get_by_role("button", name="Record the decision").click()
+        if attempt == 0:
+            page.get_by_text("Cohort decision saved").wait_for()
+    page.locator("#decision-problem").get_by_text("already recorded").wait_for()  # the second: said on the page
+    assert page.locator("form.decision").count() == 1  # the board and its form come back
+    rows = page.locator("table.decisions tbody tr", has_text="tite-crm")
+    assert rows.count() == 1
+    page.context.close()
