@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from ..errors import InputError
@@ -38,6 +39,22 @@ class Settings:
     notify_every: float = 15.0
 
 
+class DetailOut(BaseModel):
+    detail: str = Field(description="what was refused and why, in words")
+
+
+# Every API answer a client may get besides the route's own (the handlers below): documented, so that
+# /openapi.json lists every status a route can return (schemathesis checks it).
+ERRORS = {400: {"model": DetailOut, "description": "refused: the request cannot be done as asked (or a NUL "
+                                                   "character in the path or query)"},
+          401: {"model": DetailOut, "description": "not logged in, or the token expired"},
+          403: {"model": DetailOut, "description": "the user's role does not allow this"},
+          404: {"model": DetailOut, "description": "not there, or not visible to this user (not told apart)"},
+          409: {"model": DetailOut, "description": "repeats what is already recorded: nothing new was saved"},
+          413: {"model": DetailOut, "description": "upload larger than the server's limit"},
+          503: {"model": DetailOut, "description": "the server is busy writing: try again (Retry-After)"}}
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """The API on ``store`` (or a new one on ``settings.db_url``), migrated to the newest schema."""
     settings = settings or Settings()
@@ -54,7 +71,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     from .routes import audit, decisions, login, notifications, trials
 
     for module in (login, trials, decisions, audit, notifications):
-        app.include_router(module.router, prefix="/api")
+        app.include_router(module.router, prefix="/api", responses=ERRORS)
     from ..web.routes import mount
 
     mount(app)  # the dashboard: server-rendered pages on the same store, roles and site scoping
