@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from dosewatch.errors import InputError
 from dosewatch.io.json_bounds import MAX_DEPTH, json_excess
 from dosewatch.io.reading import read_any
+from test_server_support import json_paths
 
 ROOT = Path(__file__).parent
 SYNTHEA = ROOT.parent.parent / "shared" / "realworld" / "fhir-synthea"
@@ -49,14 +50,6 @@ REPLACEMENTS = ["null", "{}", "[]", '""', '"x"', "0", "-1", "1.5", "true", "1e40
                 "[" * 150 + "]" * 150, '{"coding": null}', '{"value": 1e400}']
 
 
-def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _paths(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _paths(v, (*path, i))
 
 
 def _mutate(bundle: dict, choices: list[tuple[int, int]]) -> str:
@@ -65,7 +58,7 @@ def _mutate(bundle: dict, choices: list[tuple[int, int]]) -> str:
     doc = copy.deepcopy(bundle)
     marks = {}
     for n, (where, what) in enumerate(choices):
-        paths = [p for p in _paths(doc) if p]
+        paths = [p for p in json_paths(doc) if p]
         path = paths[where % len(paths)]
         target = doc
         try:

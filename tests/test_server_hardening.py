@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server_support import body, client, demo_app, demo_template, login, synthetic_bundle  # noqa: F401
+from test_server_support import body, client, demo_app, demo_template, login, json_paths, synthetic_bundle  # noqa: F401
 
 STUDY = Path(__file__).parent / "data" / "sdtm" / "study"
 
@@ -180,14 +180,6 @@ def test_json_bodies_no_parser_should_take_are_4xx(client, content):
 BASE = synthetic_bundle(1, "fuzz")
 
 
-def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _paths(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _paths(v, (*path, i))
 REPLACEMENTS = ["null", "{}", "[]", '"x"', "-1", "true", "1e400", "9" * 5000, "[null]", '"0000-01-01"',
                 '"a\\u0000b"', '{"resourceType": "Foo"}', "[" * 150 + "]" * 150]
 
@@ -199,7 +191,7 @@ def test_mutated_bundles_through_the_api_never_get_a_5xx(client, choices):
     doc = json.loads(json.dumps(BASE))
     marks = {}
     for n, (where, raw) in enumerate(choices):
-        paths = [p for p in _paths(doc) if p]
+        paths = [p for p in json_paths(doc) if p]
         path = paths[where % len(paths)]
         target = doc
         for part in path[:-1]:

@@ -158,3 +158,15 @@ def wait_until_up(proc: subprocess.Popen, base: str, timeout: float = 120) -> No
                 proc.kill()
                 pytest.fail("the server did not start:\n" + proc.stdout.read().decode(errors="replace"))
             time.sleep(0.3)
+
+
+def json_paths(value, path=()):
+    """Every path into a JSON document (dict keys and list indexes), the root first: where a fuzz test
+    puts its replacement."""
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from json_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from json_paths(v, (*path, i))
