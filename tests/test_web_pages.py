@@ -830,6 +830,8 @@ def test_the_notifications_page_saves_settings_and_keeps_a_refused_form(app):
         assert session.scalars(select(NotificationSetting)).one().email == "nurse@osu.example"
     assert "Deliveries that failed" not in html
     assert "Deliveries that failed" in page(login(app, "admin"), "settings")
+    r = client.post("/trials/demo/settings/notifications", data={"csrf": token, "digest_hour": "7a"})
+    assert r.status_code == 400 and "digest hour" in r.text  # refused, not silently "no digest"
     r = client.post("/trials/demo/settings/notifications", data={"csrf": "forged", "email": "x@y.example"})
     assert r.status_code == 403
 

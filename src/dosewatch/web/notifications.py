@@ -54,9 +54,10 @@ async def save_unit_choice(request: Request, trial: str) -> Response:
 async def save_notifications(request: Request, trial: str) -> Response:
     viewer, form = await posted(request)
     hour = text(form, "digest_hour", 2)
+    if hour is not None and not hour.isdigit():
+        raise WebError(400, "the digest hour is 0 to 23, or none")
     entered = {"email": text(form, "email", 254), "webhook_url": text(form, "webhook_url", 2000),
-               "critical_now": form.get("critical_now") == "yes", "digest_hour": int(hour) if hour and hour.isdigit()
-               else None}
+               "critical_now": form.get("critical_now") == "yes", "digest_hour": int(hour) if hour else None}
 
     def save() -> None:
         with store_of(request).writing() as session, translated():
