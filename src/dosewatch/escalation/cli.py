@@ -48,6 +48,9 @@ TargetOpt = Annotated[Optional[float], typer.Option(help="Target DLT probability
 LevelsOpt = Annotated[Optional[int], typer.Option(help="Number of dose levels (BOIN, TITE-BOIN, 3+3)")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Cohort CSV: dose,dlt[,followup] (one row per patient, in order)")]
 SkeletonOpt = Annotated[Optional[str], typer.Option(help="CRM skeleton p1,p2,... (one per dose level)")]
+SafetyStopOpt = Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")]
+RestrictOpt = Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions (no skipping, coherence; see --rules)")]
+LastCohortOpt = Annotated[int, typer.Option(help="CRM: size of the last cohort for the coherence rule")]
 ModelOpt = Annotated[Model, typer.Option(help="CRM dose-toxicity model")]
 InterceptOpt = Annotated[float, typer.Option(help="Logistic model intercept")]
 PriorSdOpt = Annotated[Optional[float], typer.Option(help="Prior SD of beta [default: sqrt(1.34)]")]
@@ -186,9 +189,9 @@ def next_dose(
     window: WindowOpt = None,
     weights: WeightsOpt = Weights.linear,
     max_pending: MaxPendingOpt = 0.5,
-    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the no-escalation-after-toxicity rule")] = 3,
-    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions (no skipping, coherence)")] = True,
-    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    cohort_size: LastCohortOpt = 3,
+    restrict: RestrictOpt = True,
+    safety_stop: SafetyStopOpt = None,
     p_saf: PSafOpt = None,
     p_tox: PToxOpt = None,
     cutoff_eli: CutoffOpt = 0.95,
@@ -327,10 +330,10 @@ def paths(
                                                          "less are pending (every design)")] = None,
     weights: WeightsOpt = Weights.linear,
     max_pending: MaxPendingOpt = 0.5,
-    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the crmsim coherence rule")] = 3,
-    restrict: Annotated[bool, typer.Option(help="CRM: restrictions (see --rules)")] = True,
+    cohort_size: LastCohortOpt = 3,
+    restrict: RestrictOpt = True,
     rules: RulesOpt = Rules.crmsim,
-    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    safety_stop: SafetyStopOpt = None,
     variant: VariantOpt = Variant.korn,
     p_saf: PSafOpt = None,
     p_tox: PToxOpt = None,
@@ -393,8 +396,8 @@ def simulate(
     model: ModelOpt = Model.empiric,
     intercept: InterceptOpt = 3.0,
     prior_sd: PriorSdOpt = None,
-    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions (no skipping, coherence)")] = True,
-    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    restrict: RestrictOpt = True,
+    safety_stop: SafetyStopOpt = None,
     max_pending: MaxPendingOpt = 0.5,
     p_saf: PSafOpt = None,
     p_tox: PToxOpt = None,

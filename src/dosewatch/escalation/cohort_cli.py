@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .cli import (CutoffOpt, DesignName, EarlyStopOpt, ExtrasafeOpt, InterceptOpt, JsonOpt, MaxPendingOpt, Model,
-                  ModelOpt, OffsetOpt, PictureOpt, PriorSdOpt, PSafOpt, PToxOpt, Rules, RulesOpt, SkeletonOpt,
+                  ModelOpt, OffsetOpt, PictureOpt, PriorSdOpt, PSafOpt, PToxOpt, RestrictOpt, Rules, RulesOpt, LastCohortOpt, SafetyStopOpt, SkeletonOpt,
                   TargetOpt, Variant, VariantOpt, Weights, WeightsOpt, _clean, _fail, _skeleton, cohort_sizes,
                   emit_paths)
 
@@ -157,9 +157,9 @@ def cohort_next(
     window: Annotated[Optional[float], typer.Option(help="DLT window in days [default: the protocol's]")] = None,
     weights: WeightsOpt = Weights.linear,
     max_pending: MaxPendingOpt = 0.5,
-    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the coherence rule")] = 3,
-    restrict: Annotated[bool, typer.Option(help="CRM: dfcrm crmsim's restrictions")] = True,
-    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    cohort_size: LastCohortOpt = 3,
+    restrict: RestrictOpt = True,
+    safety_stop: SafetyStopOpt = None,
     p_saf: PSafOpt = None,
     p_tox: PToxOpt = None,
     cutoff_eli: CutoffOpt = 0.95,
@@ -230,10 +230,10 @@ def cohort_paths(
     window: Annotated[Optional[float], typer.Option(help="DLT window in days [default: the protocol's]")] = None,
     weights: WeightsOpt = Weights.linear,
     max_pending: MaxPendingOpt = 0.5,
-    cohort_size: Annotated[int, typer.Option(help="CRM: size of the last cohort for the coherence rule")] = 3,
-    restrict: Annotated[bool, typer.Option(help="CRM: restrictions (see --rules)")] = True,
+    cohort_size: LastCohortOpt = 3,
+    restrict: RestrictOpt = True,
     rules: RulesOpt = Rules.crmsim,
-    safety_stop: Annotated[Optional[float], typer.Option(help="CRM: stop when P(toxicity at dose 1 > target) exceeds this")] = None,
+    safety_stop: SafetyStopOpt = None,
     variant: VariantOpt = Variant.korn,
     p_saf: PSafOpt = None,
     p_tox: PToxOpt = None,
