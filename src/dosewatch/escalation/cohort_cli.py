@@ -14,10 +14,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cli import (CutoffOpt, DesignName, EarlyStopOpt, ExtrasafeOpt, InterceptOpt, JsonOpt, MaxPendingOpt, Model,
-                  ModelOpt, OffsetOpt, PictureOpt, PriorSdOpt, PSafOpt, PToxOpt, RestrictOpt, Rules, RulesOpt, LastCohortOpt, SafetyStopOpt, SkeletonOpt,
-                  TargetOpt, Variant, VariantOpt, Weights, WeightsOpt, _clean, _fail, _skeleton, cohort_sizes,
-                  emit_paths)
+from .cli import (CutoffOpt, DesignName, EarlyStopOpt, ExtrasafeOpt, InterceptOpt, JsonOpt, LastCohortOpt,
+                  MaxPendingOpt, Model, ModelOpt, OffsetOpt, PictureOpt, PriorSdOpt, PSafOpt, PToxOpt, RestrictOpt,
+                  Rules, RulesOpt, SafetyStopOpt, SkeletonOpt, TargetOpt, Variant, VariantOpt, Weights, WeightsOpt,
+                  _clean, _fail, _skeleton, cohort_sizes, emit_paths)
 
 cohort_app = typer.Typer(
     help="Dose finding from patients' records: the monitor's DLT judgement feeds a design.",
