@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from ..record import DOSES_SCHEMA, EVENTS_SCHEMA, OBSERVATIONS_SCHEMA, PATIENTS_SCHEMA, Cohort
-from .params import Values, table
+from .params import table
 from .physiology import Patients
 
 DAY1 = dt.date(2026, 1, 5)  # the virtual calendar: every patient's day 1
@@ -27,34 +27,31 @@ def date_of(day: int) -> dt.date:
     return DAY1 + dt.timedelta(days=day - 1 if day >= 1 else day)
 
 
+# Each drawn code's true value now, before measurement noise (a function of the patients' state).
+_TRUE = {
+    "NEUT": lambda p: p.neut.circ,
+    "PLAT": lambda p: p.plat.circ,
+    "LYM": lambda p: p.alc,
+    "WBC": lambda p: p.alc + p.neut.circ + 0.5,
+    "HGB": lambda p: p.pop.hgb,
+    "ALB": lambda p: p.pop.alb,
+    "LNDIAM": lambda p: p.node_cm,
+    "LNTENDER": lambda p: (p.flare_grade >= 1).astype(float),
+    "PAIN": lambda p: p.pain_grade.astype(float),
+    "RASH": lambda p: (p.flare_index >= p.v.flare_rash_index).astype(float),
+    "TEMP": lambda p: p.temp,
+    "LDH": lambda p: p.ldh,
+    "CREAT": lambda p: p.creat,
+    "K": lambda p: p.k,
+    "PHOS": lambda p: p.phos,
+    "CA": lambda p: p.ca,
+    "URATE": lambda p: p.urate,
+}
+
+
 def true_values(p: Patients, code: str) -> np.ndarray:
     """The patient's value of ``code`` now, before measurement noise."""
-    v = p.v
-    if code == "NEUT":
-        return p.neut.circ
-    if code == "PLAT":
-        return p.plat.circ
-    if code == "LYM":
-        return p.alc
-    if code == "WBC":
-        return p.alc + p.neut.circ + 0.5
-    if code == "HGB":
-        return p.pop.hgb
-    if code == "ALB":
-        return p.pop.alb
-    if code == "LNDIAM":
-        return p.node_cm
-    if code == "LNTENDER":
-        return (p.flare_grade >= 1).astype(float)
-    if code == "PAIN":
-        return p.pain_grade.astype(float)
-    if code == "RASH":
-        return (p.flare_index >= v.flare_rash_index).astype(float)
-    if code == "TEMP":
-        return p.temp
-    if code == "LDH":
-        return p.ldh
-    return {"CREAT": p.creat, "K": p.k, "PHOS": p.phos, "CA": p.ca, "URATE": p.urate}[code]
+    return _TRUE[code](p)
 
 
 def measure(p: Patients, code: str, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
